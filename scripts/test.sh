@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install everything the tests need (system packages, a virtualenv in .venv) and run the whole
+# test suite. Extra arguments go to pytest, e.g. scripts/test.sh -k audio -x
+source "$(dirname "$0")/_setup.sh"
+install_system_packages ffmpeg:ffmpeg
+install_python_packages "text,test"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,3 @@
+"""stemserver: find the stem that fits a mix."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from stemserver.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Settings: documented defaults, an optional YAML file over them, command-line flags over that.
+
+The file is found at `--config PATH`, else `$STEMSERVER_CONFIG`, else
+`~/.config/stemserver/config.yaml` when it exists. Every key is optional. `stemserver config`
+prints the effective settings as YAML with each key's documentation, which is also a valid file
+to start from. Unknown keys and wrong types are errors that name the key: a typo must not be
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stemserver.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("~/.config/stemserver/config.yaml")
+
+
+def _doc(text: str, choices: tuple[str, ...] | None = None, minimum: float | None = None) -> dict:
+    return {"doc": text, "choices": choices, "minimum": minimum}
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    backend: str = field(
+        default="auto",
+        metadata=_doc(
+            "How to embed instrument names the checkpoint has not cached: auto (minilm or clap, "
+            "whichever the checkpoint was trained with), or none (cached names only)",
+            choices=("auto", "none"),
+        ),
+    )
+    clap_checkpoint: Path | None = field(
+        default=None,
+        metadata=_doc("LAION-CLAP music checkpoint (music_audioset_epoch_15_esc_90.14.pt), for clap-trained models"),
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str = field(default="auto", metadata=_doc("auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
+    threads: int | None = field(
+        default=None, metadata=_doc("CPU threads torch may use; null means one per core", minimum=1)
+    )
+    checkpoint: Path | None = field(
+        default=None, metadata=_doc("Model bundle (.safetensors); null means the bundled default model")
+    )
+    max_audio_seconds: float = field(
+        default=1800.0, metadata=_doc("Longest audio file accepted, in seconds", minimum=1)
+    )
+    text: TextSettings = field(default_factory=TextSettings)
+
+    def override(self, **flags: Any) -> "Settings":
+        """Return a copy with the command-line values that were given (None means not given)."""
+        return dataclasses.replace(self, **{k: v for k, v in flags.items() if v is not None})
+
+
+def config_path(explicit: str | Path | None) -> Path | None:
+    """The config file to read, or None when there is none to read."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    if os.environ.get("STEMSERVER_CONFIG"):
+        path = Path(os.environ["STEMSERVER_CONFIG"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"STEMSERVER_CONFIG points to {path}, which does not exist")
+        return path
+    path = DEFAULT_CONFIG_PATH.expanduser()
+    return path if path.is_file() else None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Defaults, overlaid with the config file if there is one."""
+    found = config_path(path)
+    if found is None:
+        return Settings()
+    try:
+        data = yaml.safe_load(found.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{found}: cannot read the config file: {e}") from e
+    return parse_settings(data, source=str(found))
+
+
+def parse_settings(data: Any, source: str = "config") -> Settings:
+    return _parse_section(Settings, data, source, prefix="")
+
+
+def _parse_section(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        name = prefix.rstrip(".") or "the file"
+        raise ConfigError(f"{source}: {name}: expected a mapping of keys to values, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f"; known keys: {', '.join(fields)}"
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+        values[key] = _parse_value(hints[key], fields[key].metadata, value, source, f"{prefix}{key}")
+    return cls(**values)
+
+
+_TYPE_NAMES = {Path: "a file path", int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _parse_value(hint: Any, meta: typing.Mapping, value: Any, source: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _parse_section(hint, value, source, f"{key}.")
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{source}: {key}: a value is required")
+    kind = next(t for t in options if t is not type(None))
+    if kind is Path and isinstance(value, str):
+        value = Path(value).expanduser()
+    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise ConfigError(f"{source}: {key}: expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{source}: {key}: must be one of {', '.join(meta['choices'])}, got {value!r}")
+    if meta.get("minimum") is not None and value < meta["minimum"]:
+        raise ConfigError(f"{source}: {key}: must be at least {meta['minimum']}, got {value!r}")
+    return value
+
+
+def settings_to_yaml(settings: Settings) -> str:
+    """The settings as a commented YAML file that `load_settings` reads back unchanged."""
+    return "\n".join(_yaml_lines(settings, indent="")) + "\n"
+
+
+def _yaml_lines(section: Any, indent: str) -> list[str]:
+    lines = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += [f"{indent}{f.name}:", *_yaml_lines(value, indent + "  ")]
+            continue
+        if f.metadata.get("doc"):
+            lines.append(f"{indent}# {f.metadata['doc']}")
+        plain = str(value) if isinstance(value, Path) else value
+        lines.append(f"{indent}{yaml.safe_dump({f.name: plain}, default_flow_style=True)[1:-2]}")
+    return lines
