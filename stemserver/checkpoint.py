@@ -20,8 +20,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from stemserver.config import TextSettings
 from stemserver.errors import CheckpointError
 from stemserver.model import ModelConfig, StemJEPA
+from stemserver.text import LabelEmbedder, load_text_backend
 
 FORMAT = "stemserver-checkpoint"
 FORMAT_VERSION = 1
@@ -38,16 +40,24 @@ class Checkpoint:
     info: dict = field(default_factory=dict)  # training run facts: steps, data, time...
 
     @classmethod
-    def from_model(
-        cls,
-        model: StemJEPA,
-        text_backend: dict,
-        labels: list[str],
-        label_embeddings: torch.Tensor,
-        info: dict | None = None,
-    ) -> "Checkpoint":
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        return cls(model.config, state, text_backend, list(labels), label_embeddings.detach().cpu(), info or {})
+    def from_model(cls, model: StemJEPA, labels: LabelEmbedder, info: dict | None = None) -> Checkpoint:
+        """Snapshot a model with the label cache it was trained with (every label it has embedded)."""
+        if labels.dim != model.config.text_dim:
+            raise ValueError(f"the label cache is {labels.dim}-d but the model expects {model.config.text_dim}-d text")
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return cls(model.config, state, labels.backend_identity, labels.known_labels, labels.embeddings, info or {})
+
+    def label_embedder(self, text: TextSettings = TextSettings(), device: str = "cpu") -> LabelEmbedder:
+        """The label cache, with the text backend it was made with loaded lazily for unknown labels
+        (never, with `text.backend: none`)."""
+        loader = None
+        if text.backend == "auto":
+            def loader():
+                return load_text_backend(self.text_backend, device=device, clap_checkpoint=text.clap_checkpoint)
+        try:
+            return LabelEmbedder(self.labels, self.label_embeddings, self.text_backend, loader)
+        except ValueError as e:
+            raise CheckpointError(f"the checkpoint's label cache is inconsistent: {e}") from e
 
     def build_model(self, device: torch.device | str = "cpu") -> StemJEPA:
         """A StemJEPA with these weights, in eval mode, on `device`."""

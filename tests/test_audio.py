@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile
 import soxr
-
 from conftest import tone
+
 from stemserver import audio
 from stemserver.errors import AudioError
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_checkpoint, tiny_config
 from safetensors.torch import save_file
 
-from conftest import make_checkpoint, tiny_config
 from stemserver.checkpoint import Checkpoint, load_checkpoint
-from stemserver.errors import CheckpointError
+from stemserver.errors import CheckpointError, UnknownLabelError
+from stemserver.model import StemJEPA
 
 
 def test_save_then_load_is_bit_exact(tmp_path: Path):
@@ -98,3 +99,32 @@ def test_bad_files_give_a_clear_error(tmp_path: Path, damage, message):
 def test_a_missing_file_says_how_to_pass_one(tmp_path: Path):
     with pytest.raises(CheckpointError, match="--checkpoint"):
         load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_the_label_cache_serves_known_labels_and_embeds_new_ones_with_the_real_text_model(tmp_path: Path):
+    pytest.importorskip("sentence_transformers")
+    from stemserver.config import TextSettings
+    from stemserver.text import LabelEmbedder, MiniLMText
+
+    minilm = MiniLMText()
+    model = StemJEPA(tiny_config())
+    Checkpoint.from_model(model, LabelEmbedder.build(minilm, ["bass", "Drums"])).save(tmp_path / "m.safetensors")
+    loaded = load_checkpoint(tmp_path / "m.safetensors")
+    assert loaded.text_backend["backend"] == "minilm" and loaded.labels == ["bass", "drums"]
+
+    served = loaded.label_embedder(TextSettings(backend="auto"))
+    torch.testing.assert_close(served.embed(["nylon guitar"]), minilm.embed(["nylon guitar"]))
+    assert "nylon guitar" in served.known_labels
+
+    cached_only = loaded.label_embedder(TextSettings(backend="none"))
+    torch.testing.assert_close(cached_only.embed(["bass"]), minilm.embed(["bass"]))
+    with pytest.raises(UnknownLabelError, match="'bass'"):
+        cached_only.embed(["basss"])
+
+
+def test_a_label_cache_of_the_wrong_width_is_refused():
+    from stemserver.text import LabelEmbedder
+
+    cache = LabelEmbedder(["bass"], torch.ones(1, 8), {"backend": "test", "dim": 8})
+    with pytest.raises(ValueError, match="8-d"):
+        Checkpoint.from_model(StemJEPA(tiny_config()), cache)

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import yaml
-
 from conftest import tone
 
 ENV = {**os.environ, "STEMSERVER_CONFIG": ""}  # never read the developer's own config
@@ -122,3 +121,17 @@ def test_a_bad_config_file_exits_1_naming_the_key(tmp_path: Path):
     (tmp_path / "c.yaml").write_text("thread: 2\n")
     result = stemserver("doctor", "--config", str(tmp_path / "c.yaml"))
     assert result.returncode == 1 and "unknown key 'thread'" in result.stderr
+
+
+def test_embed_with_an_instrument_runs_the_predictor(tmp_path: Path, checkpoint_path: Path):
+    soundfile.write(tmp_path / "mix.wav", tone(220.0, 3.0, 16_000), 16_000)
+    result = stemserver("embed", str(tmp_path / "mix.wav"), "--checkpoint", str(checkpoint_path),
+                        "--instrument", "Bass", "--json")
+    assert result.returncode == 0, result.stderr
+    prediction = json.loads(result.stdout)["prediction"]
+    assert prediction["shape"] == [5, 18, 64] and -1.0 <= prediction["cosine_to_mix"] <= 1.0
+
+    unknown = stemserver("embed", str(tmp_path / "mix.wav"), "--checkpoint", str(checkpoint_path),
+                         "--instrument", "drumz")
+    assert unknown.returncode == 1
+    assert "unknown instrument label 'drumz'" in unknown.stderr and "'drums'" in unknown.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from stemserver.embedding import embed_audio
 from stemserver.errors import AudioError
 from stemserver.model import StemJEPA

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import TEXT_DIM, tiny_config
+
 from stemserver.model import (
     ENCODER_PRESETS,
     FiLM,
