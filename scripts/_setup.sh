@@ -7,11 +7,14 @@ ROOT=$(pwd)
 VENV=${STEMSERVER_VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 
-install_system_packages() {  # args: PACKAGE:COMMAND pairs; installs PACKAGE when COMMAND is missing
+install_system_packages() {  # args: PACKAGE:CHECK pairs; installs the Debian PACKAGE when CHECK
+                             # (a command name, or an absolute path) is missing
     local missing=()
     for pair in "$@"; do
-        local package=${pair%%:*} command=${pair#*:}
-        command -v "$command" >/dev/null 2>&1 || missing+=("$package")
+        local package=${pair%%:*} check=${pair#*:}
+        if [[ $check == /* ]]; then [ -e "$check" ] && continue
+        else command -v "$check" >/dev/null 2>&1 && continue; fi
+        missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if command -v apt-get >/dev/null 2>&1; then
@@ -21,8 +24,15 @@ install_system_packages() {  # args: PACKAGE:COMMAND pairs; installs PACKAGE whe
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     elif command -v brew >/dev/null 2>&1; then
-        echo "installing with Homebrew: ${missing[*]}"
-        brew install "${missing[@]}"
+        local formulae=()
+        for package in "${missing[@]}"; do
+            case $package in
+                fluidsynth) formulae+=(fluid-synth) ;;
+                fluid-soundfont-gm) echo "note: no Homebrew soundfont; pass any General MIDI .sf2 with --soundfont" ;;
+                *) formulae+=("$package") ;;
+            esac
+        done
+        [ ${#formulae[@]} -gt 0 ] && brew install "${formulae[@]}"
     else
         echo "warning: cannot install ${missing[*]} (no apt-get or brew); some features and tests will fail" >&2
     fi
