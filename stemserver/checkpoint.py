@@ -11,8 +11,6 @@ stores every tensor with its exact dtype and bytes, so save -> load is bit-exact
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from safetensors.torch import save_file
 
 from stemserver.config import TextSettings
 from stemserver.errors import CheckpointError
+from stemserver.files import atomic_path
 from stemserver.model import ModelConfig, StemJEPA
 from stemserver.text import LabelEmbedder, load_text_backend
 
@@ -83,15 +82,8 @@ class Checkpoint:
             "labels": json.dumps(self.labels),
             "info": json.dumps(self.info),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

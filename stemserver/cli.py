@@ -49,6 +49,48 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--save", type=Path, metavar="PATH.npy", help="also write the grid to a .npy file")
     embed.set_defaults(run=_embed)
 
+    index = verbs.add_parser("index", parents=[common], help="index audio folders into a sample library",
+                             description="Scan folders recursively for audio, embed new or changed files, drop "
+                             "removed ones, and rebuild the search index (a running server switches to it on "
+                             "reload). Unreadable files are reported, not fatal.")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders or files to index")
+    index.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
+    index.add_argument("--checkpoint", type=Path, help="model bundle (.safetensors)")
+    index.add_argument("--tile-loops", action="store_true", help="repeat files shorter than 8 s to fill the "
+                       "window before embedding them")
+    index.add_argument("--hop", type=float, default=4.0, metavar="S", help="hop between the 8 s search windows "
+                       "of long files, in seconds (default 4)")
+    index.add_argument("--trees", type=int, default=50, help="Annoy trees (default 50): more is more exact, larger")
+    index.add_argument("--pca-dim", type=int, metavar="D", help="search Annoy in D dimensions (PCA fitted on the "
+                       "library); results are re-ranked on the full vectors either way")
+    index.set_defaults(run=_index)
+
+    library = verbs.add_parser("library", parents=[common], help="inspect or edit a sample library",
+                               description="stats: counts and sizes; list: indexed files; remove PATH...: forget "
+                               "files; verify: check every embedding and source file.")
+    library.add_argument("action", choices=["stats", "list", "remove", "verify"])
+    library.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files to remove (with remove)")
+    library.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
+    library.set_defaults(run=_library)
+
+    query = verbs.add_parser("query", parents=[common], help="find stems that fit a mix",
+                             description="Encode the last seconds of MIX, predict the embedding of a stem of the "
+                             "given instrument, and list the best stems of the library with the offset at which "
+                             "each lines up with the mix (offset_s: stem position at the start of the query "
+                             "window; offset_at_end_s: at its end).")
+    query.add_argument("mix", type=Path, help="audio file of the mix")
+    query.add_argument("--instrument", "-i", required=True, help="free text, e.g. 'bass' or 'nylon guitar'")
+    query.add_argument("-k", type=int, default=10, help="number of stems (default 10)")
+    query.add_argument("--seconds", type=float, default=8.0, help="use the last S seconds of the mix (default 8)")
+    query.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
+    query.add_argument("--checkpoint", type=Path, help="model bundle (.safetensors)")
+    query.add_argument("--folder", help="only stems under this folder")
+    query.add_argument("--label", help="only stems whose path contains this text")
+    query.add_argument("--min-duration", type=float, metavar="S", help="only stems at least S seconds long")
+    query.add_argument("--max-duration", type=float, metavar="S", help="only stems at most S seconds long")
+    query.add_argument("--exclude", action="append", default=[], metavar="PATH", help="never return this file")
+    query.set_defaults(run=_query)
+
     config = verbs.add_parser("config", parents=[common], help="print the effective settings as commented YAML",
                               description="Print the settings in effect (defaults, the config file, then flags) "
                               "as YAML with each key documented: a valid config file to start from.")
@@ -76,8 +118,22 @@ def _settings(args: argparse.Namespace):
     from stemserver.config import load_settings
 
     return load_settings(args.config).override(
-        device=args.device, threads=args.threads, checkpoint=getattr(args, "checkpoint", None)
+        device=args.device, threads=args.threads, checkpoint=getattr(args, "checkpoint", None),
+        library=getattr(args, "library", None),
     )
+
+
+def _checkpoint_path(settings) -> Path:
+    if settings.checkpoint is None:
+        raise StemserverError("no model given: pass --checkpoint PATH or set checkpoint in the config "
+                              "(no default model is bundled yet)")
+    return settings.checkpoint
+
+
+def _library_dir(settings) -> Path:
+    from stemserver.library import default_library_dir
+
+    return settings.library or default_library_dir()
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -97,11 +153,10 @@ def _embed(args: argparse.Namespace) -> int:
     from stemserver.embedding import embed_audio
 
     settings = _settings(args)
-    if settings.checkpoint is None:
-        raise StemserverError("no model to embed with: pass --checkpoint PATH (no default model is bundled yet)")
+    checkpoint_path = _checkpoint_path(settings)
     set_threads(settings.threads)
     device = select_device(settings.device)
-    checkpoint = load_checkpoint(settings.checkpoint)
+    checkpoint = load_checkpoint(checkpoint_path)
     model = checkpoint.build_model(device)
     samples, info = audio.load(args.file, checkpoint.config.front_end.sample_rate, settings.max_audio_seconds)
     grid = embed_audio(model, samples, device, target=args.target)
@@ -152,6 +207,97 @@ def _predict(model, checkpoint, settings, grid, instrument: str, device) -> dict
     a, b = predicted.mean(axis=(0, 1)), grid.mean(axis=(0, 1))
     cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
     return {"instrument": instrument, "shape": list(predicted.shape), "cosine_to_mix": round(cosine, 4)}
+
+
+def _index(args: argparse.Namespace) -> int:
+    from stemserver.checkpoint import load_checkpoint
+    from stemserver.device import select_device, set_threads
+    from stemserver.embedding import stem_embedder
+    from stemserver.files import sha256_file
+    from stemserver.index import IndexSettings, build_index
+    from stemserver.library import Library
+
+    settings = _settings(args)
+    checkpoint_path = _checkpoint_path(settings)
+    set_threads(settings.threads)
+    device = select_device(settings.device)
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = checkpoint.build_model(device)
+    columns_per_second = 1 / checkpoint.config.seconds_per_column
+    index_settings = IndexSettings(hop_columns=max(1, round(args.hop * columns_per_second)), n_trees=args.trees,
+                                   pca_dim=args.pca_dim)
+    with Library(_library_dir(settings), create=True) as library:
+        report = library.scan(args.paths, stem_embedder(model, device, args.tile_loops), sha256_file(checkpoint_path),
+                              checkpoint_path.name, checkpoint.config.front_end.sample_rate,
+                              settings.max_audio_seconds, progress=not args.json)
+        info = build_index(library, index_settings, progress=not args.json) if library.files() else None
+    summary = {**report.to_dict(), "library": str(_library_dir(settings)), "index": info}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    speed = report.audio_seconds / max(report.elapsed_s, 1e-9)
+    print(f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.removed} removed, "
+          f"{len(report.failed)} unreadable; {report.audio_seconds:.0f} s of audio in {report.elapsed_s:.1f} s "
+          f"({speed:.1f}x realtime)")
+    for failure in report.failed:
+        print(f"  unreadable: {failure['error']}")
+    if info:
+        print(f"index generation {info['generation']}: {info['windows']} windows of {info['files']} files "
+              f"in {summary['library']}")
+    else:
+        print("the library is empty: no index was built")
+    return EXIT_OK
+
+
+def _library(args: argparse.Namespace) -> int:
+    from stemserver.library import Library
+
+    with Library(_library_dir(_settings(args))) as library:
+        if args.action == "stats":
+            result = library.stats()
+            text = "\n".join(f"{key}: {value}" for key, value in result.items() if key != "index")
+            if result["index"]:
+                text += f"\nindex: generation {result['index']['generation']}, {result['index']['windows']} windows"
+        elif args.action == "list":
+            result = [{"path": f.path, "duration_s": round(f.duration_s, 3), "label": f.label} for f in library.files()]
+            text = "\n".join(f"{r['duration_s']:9.2f} s  {r['path']}" for r in result)
+        elif args.action == "remove":
+            if not args.paths:
+                raise StemserverError("library remove needs the paths of the files to forget")
+            result = {"removed": library.remove(args.paths)}
+            text = f"removed {result['removed']} file(s); run `stemserver index` to rebuild the search index"
+        else:
+            problems = library.verify()
+            result = {"problems": problems}
+            text = "\n".join(problems) if problems else f"ok: {len(library.files())} files verified"
+    print(json.dumps(result, indent=2) if args.json else text)
+    return EXIT_ERROR if args.action == "verify" and result["problems"] else EXIT_OK
+
+
+def _query(args: argparse.Namespace) -> int:
+    from stemserver.engine import Engine
+    from stemserver.index import Filters
+
+    settings = _settings(args)
+    if args.k < 1:
+        raise StemserverError("-k must be at least 1")
+    engine = Engine(_checkpoint_path(settings), _library_dir(settings), settings)
+    filters = Filters(folder=args.folder, min_duration_s=args.min_duration, max_duration_s=args.max_duration,
+                      label=args.label, exclude=tuple(str(Path(p).expanduser().absolute()) for p in args.exclude))
+    result = engine.query_file(args.mix, args.instrument, k=args.k, filters=filters, seconds=args.seconds)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return EXIT_OK
+    if not result.matches:
+        print("no stems matched (is the library empty, or are the filters too strict?)")
+    else:
+        print(f"{'rank':>4} {'score':>7} {'offset s':>9} {'align':>6}  path")
+        for m in result.matches:
+            loop = " (loop)" if m.loop else ""
+            print(f"{m.rank:4d} {m.score:7.3f} {m.offset_s:9.2f} {m.alignment_score:6.2f}  {m.path}{loop}")
+    timings = ", ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items())
+    print(f"ms: {timings}")
+    return EXIT_OK
 
 
 def _config(args: argparse.Namespace) -> int:

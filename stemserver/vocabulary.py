@@ -187,18 +187,20 @@ def gm_label_path(program: int) -> list[str]:
 
 
 def moisesdb_label_path(stem: str, track_type: str) -> list[str]:
-    """[category, track type] labels for a MoisesDB source, from the dataset's own strings.
+    """[category, track type] labels for a MoisesDB-style source, from the data.json strings.
 
-    e.g. ("bass", "bass synthesizer (moog etc)") -> ["bass", "synth bass"]. A track type that the
-    taxonomy does not know yields just [category], so an unexpected entry still trains coarsely.
+    e.g. ("bass", "bass synthesizer (moog etc)") -> ["bass", "synth bass"]. MoisesDB's own
+    track-type strings map onto friendly labels (MOISESDB_TRACK_TYPES); any other non-empty track
+    type is kept, normalised, and so is any category: the open corpus writes the same layout with
+    General MIDI families and programs (("reed", "clarinet") -> ["reed", "clarinet"]), and a label
+    outside a fixed taxonomy still trains, since the text encoder embeds free text. A fine label
+    equal to its category adds no level and is dropped. An empty stem name is a ValueError.
     """
     category = normalize_label(stem)
-    if category not in MOISESDB_LABELS:
-        raise ValueError(
-            f"unknown MoisesDB stem {stem!r}: expected one of {sorted(MOISESDB_LABELS)}"
-        )
     fine = MOISESDB_TRACK_TYPES.get(track_type.strip().lower())
-    return [category, fine] if fine else [category]
+    if fine is None and track_type.replace("_", " ").strip():
+        fine = normalize_label(track_type)
+    return [category, fine] if fine and fine != category else [category]
 
 
 def standard_vocabulary() -> list[str]:

@@ -84,15 +84,25 @@ def test_moisesdb_taxonomy():
     ("bass", "bass synthesizer (moog etc)", ["bass", "synth bass"]),
     ("bowed_strings", "violin (solo)", ["bowed strings", "solo violin"]),
     ("guitar", "Distorted Electric Guitar", ["guitar", "distorted electric guitar"]),
-    ("other_keys", "something new", ["other keys"]),
+    # A track type outside MoisesDB's table is kept, normalised.
+    ("other_keys", "something new", ["other keys", "something new"]),
+    # The open corpus: General MIDI family -> program, categories outside MoisesDB's taxonomy.
+    ("reed", "clarinet", ["reed", "clarinet"]),
+    ("synth_pad", "Warm  Pad", ["synth pad", "warm pad"]),
+    ("drums", "drum kit", ["drums", "drum kit"]),
+    ("kazoos", "kazoo", ["kazoos", "kazoo"]),
+    # No usable fine level: just the category.
+    ("bass", "", ["bass"]),
+    ("vocals", " _ ", ["vocals"]),
+    ("Bass", "bass", ["bass"]),
 ])
 def test_moisesdb_label_path(stem, track_type, path):
     assert v.moisesdb_label_path(stem, track_type) == path
 
 
-def test_moisesdb_label_path_rejects_unknown_stem():
-    with pytest.raises(ValueError, match="kazoos"):
-        v.moisesdb_label_path("kazoos", "kazoo")
+def test_moisesdb_label_path_rejects_an_empty_stem_name():
+    with pytest.raises(ValueError, match="empty instrument label"):
+        v.moisesdb_label_path("  ", "bass guitar")
 
 
 def test_standard_vocabulary():

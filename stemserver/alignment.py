@@ -1,0 +1,64 @@
+"""Where a retrieved stem lines up with the mix: the shift that maximises the mean column cosine.
+
+Both sides are sequences of 160 ms columns (each column the concatenation of its frequency rows).
+For a shift j, the score is the mean over query columns i of cos(query[i], stem[i + j]). Stem-JEPA
+(section 4.3) shows this curve peaks at the true alignment, on top of a high constant level: the
+embeddings carry much global information. Each sequence's mean column is therefore subtracted
+first, leaving the local, time-varying part. Measured on a random tiny model with an identity
+predictor (12 random shifts into a 30 s stem): without centring 2 of 12 offsets were seconds off
+(the encoder's positional embeddings, which differ between the query's window and the stem's
+windows, outweighed the content); with it all 12 were within one column, median error 22 ms.
+
+A stem at least as long as the query is searched over every shift with full overlap; a loop
+(shorter than the query, or marked as a loop) is searched modulo its length, since it repeats.
+The peak is refined below one column by a parabola through it and its two neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Alignment:
+    shift_columns: float  # stem column that lines up with query column 0 (fractional)
+    score: float  # mean cosine of the centred columns at the best whole-column shift
+    curve: np.ndarray  # score for every whole-column shift searched
+
+
+def centred_unit_columns(columns: np.ndarray) -> np.ndarray:
+    """(columns, rows, d) or (columns, D) -> (columns, D) float32: minus the mean column, unit rows."""
+    flat = columns.reshape(columns.shape[0], -1).astype(np.float32)
+    flat = flat - flat.mean(axis=0)
+    return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+
+
+def best_shift(query: np.ndarray, stem: np.ndarray, loop: bool = False) -> Alignment:
+    """Align `query` (Q columns) against `stem` (S columns); both (columns, ...) arrays."""
+    q, s = centred_unit_columns(query), centred_unit_columns(stem)
+    n_query, n_stem = len(q), len(s)
+    if n_query == 0 or n_stem == 0:
+        raise ValueError("cannot align an empty sequence")
+    loop = loop or n_stem < n_query
+    cosines = q @ s.T  # (Q, S)
+    shifts = np.arange(n_stem if loop else n_stem - n_query + 1)
+    columns = np.arange(n_query)[:, None] + shifts[None, :]
+    if loop:
+        columns %= n_stem
+    curve = cosines[np.arange(n_query)[:, None], columns].mean(axis=0)
+    peak = int(np.argmax(curve))
+    return Alignment(peak + _parabolic_offset(curve, peak, circular=loop), float(curve[peak]), curve)
+
+
+def _parabolic_offset(curve: np.ndarray, peak: int, circular: bool) -> float:
+    """Sub-sample position of a peak from the parabola through it and its neighbours, in [-0.5, 0.5]."""
+    n = len(curve)
+    if n < 3 or (not circular and peak in (0, n - 1)):
+        return 0.0
+    left, centre, right = curve[(peak - 1) % n], curve[peak], curve[(peak + 1) % n]
+    curvature = left - 2 * centre + right
+    if curvature >= 0:  # flat or not a maximum: no refinement is meaningful
+        return 0.0
+    return float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))

@@ -1,0 +1,201 @@
+"""The search index over a library: one vector per window, Annoy for candidates, exact re-rank.
+
+A long file is searchable at every position: its columns are cut into overlapping windows (8 s,
+hop 4 s by default), each searched by the mean of its patches (unit length). Files shorter than a
+window are one window (loops).
+
+Annoy indexes are static, so every rebuild writes a new generation folder
+(`LIBRARY/index/gen-N/`: window vectors, window -> file table, the Annoy file, optional PCA) and
+then replaces `LIBRARY/index/current.json` in one rename. A running server keeps using the
+generation it loaded until it reloads; it never sees a half-written index. Annoy can search a
+lower dimension (PCA fitted on the library, stored with the generation); candidates are always
+re-ranked by exact cosine on the full vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from annoy import AnnoyIndex
+from tqdm import tqdm
+
+from stemserver.embedding import mean_vector
+from stemserver.files import atomic_path
+from stemserver.library import FileRecord, Library, LibraryError, load_columns
+
+WINDOW_COLUMNS = 50  # 8 s of 160 ms columns, the training window
+HOP_COLUMNS = 25  # 4 s
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    window_columns: int = WINDOW_COLUMNS
+    hop_columns: int = HOP_COLUMNS
+    n_trees: int = 50
+    pca_dim: int | None = None  # None: Annoy searches the full vectors
+
+
+@dataclass(frozen=True)
+class Filters:
+    folder: str | None = None  # only files under this folder
+    min_duration_s: float | None = None
+    max_duration_s: float | None = None
+    label: str | None = None  # case-insensitive substring of the file's path
+    exclude: tuple[str, ...] = ()  # paths never to return
+
+    def active(self) -> bool:
+        return any(v not in (None, ()) for v in asdict(self).values())
+
+    def allows(self, record: FileRecord) -> bool:
+        folder = None if self.folder is None else str(Path(self.folder).expanduser().absolute()).rstrip("/") + "/"
+        return (
+            (folder is None or record.path.startswith(folder))
+            and (self.min_duration_s is None or record.duration_s >= self.min_duration_s)
+            and (self.max_duration_s is None or record.duration_s <= self.max_duration_s)
+            and (self.label is None or self.label.lower() in record.path.lower())
+            and record.path not in self.exclude
+        )
+
+
+def window_starts(columns: int, window: int, hop: int) -> list[int]:
+    """Start columns of the windows covering `columns`; the last window ends at the last column."""
+    if columns <= window:
+        return [0]
+    starts = list(range(0, columns - window + 1, hop))
+    if starts[-1] != columns - window:
+        starts.append(columns - window)
+    return starts
+
+
+def build_index(library: Library, settings: IndexSettings = IndexSettings(), progress: bool = True) -> dict:
+    """Write a new index generation from the library's embeddings and switch to it atomically."""
+    start = time.perf_counter()
+    records = library.files()
+    vectors, owners = [], []
+    for record in tqdm(records, desc="window vectors", unit="file", disable=not progress or None):
+        columns = library.load_columns(record)
+        for first in window_starts(len(columns), settings.window_columns, settings.hop_columns):
+            vectors.append(mean_vector(columns[first : first + settings.window_columns]))
+            owners.append((record.id, first))
+    if not vectors:
+        raise LibraryError(f"the library at {library.root} has no indexed files: run `stemserver index FOLDER` first")
+    vectors = np.stack(vectors).astype(np.float32)
+    index_root = library.root / "index"
+    previous = _read_current(index_root)
+    generation = (previous["generation"] + 1) if previous else 1
+    folder = index_root / f"gen-{generation}"
+    if folder.exists():
+        shutil.rmtree(folder)  # leftover of a build that died before switching
+    folder.mkdir(parents=True)
+    np.save(folder / "vectors.npy", vectors.astype(np.float16))
+    np.save(folder / "windows.npy", np.asarray(owners, dtype=np.int64))
+    searched = vectors
+    if settings.pca_dim is not None and settings.pca_dim < vectors.shape[1]:
+        mean, components = fit_pca(vectors, settings.pca_dim)
+        np.savez(folder / "pca.npz", mean=mean, components=components)
+        searched = project(vectors, mean, components)
+    annoy = AnnoyIndex(searched.shape[1], "angular")
+    for i, vector in enumerate(searched):
+        annoy.add_item(i, vector)
+    annoy.build(settings.n_trees, n_jobs=-1)
+    annoy.save(str(folder / "annoy.ann"))
+    annoy.unload()
+    info = {
+        "generation": generation, "folder": folder.name, "files": len(records), "windows": len(vectors),
+        "dim": int(vectors.shape[1]), "annoy_dim": int(searched.shape[1]), "built_at": time.time(),
+        "build_s": round(time.perf_counter() - start, 3), "settings": asdict(settings),
+        "checkpoint_sha256": library.meta("checkpoint_sha256"),
+    }
+    (folder / "info.json").write_text(json.dumps(info, indent=2))
+    with atomic_path(index_root / "current.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=2))
+    for old in index_root.glob("gen-*"):  # keep the one a running server may still have open
+        if old.name not in (folder.name, previous and previous["folder"]):
+            shutil.rmtree(old, ignore_errors=True)
+    return info
+
+
+def fit_pca(vectors: np.ndarray, dim: int, max_samples: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and top `dim` principal directions (dim, D) of a sample of the vectors."""
+    rng = np.random.default_rng(seed)
+    sample = vectors if len(vectors) <= max_samples else vectors[rng.choice(len(vectors), max_samples, replace=False)]
+    mean = sample.mean(axis=0)
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    return mean.astype(np.float32), vt[:dim].astype(np.float32)
+
+
+def project(vectors: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    reduced = (vectors - mean) @ components.T
+    return reduced / np.maximum(np.linalg.norm(reduced, axis=-1, keepdims=True), 1e-12)
+
+
+def _read_current(index_root: Path) -> dict | None:
+    path = index_root / "current.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class Hit:
+    file: FileRecord
+    window_start: int  # first column of the best window
+    score: float  # exact cosine of the query with that window
+
+
+class LibraryIndex:
+    """A loaded index generation, read-only and safe to share between threads."""
+
+    def __init__(self, library: Library):
+        info = _read_current(library.root / "index")
+        if info is None:
+            raise LibraryError(f"the library at {library.root} has no search index: run `stemserver index` on it")
+        folder = library.root / "index" / info["folder"]
+        self.info = info
+        self.root = library.root
+        try:
+            self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+            self.windows = np.load(folder / "windows.npy")
+            self.annoy = AnnoyIndex(info["annoy_dim"], "angular")
+            self.annoy.load(str(folder / "annoy.ann"))  # memory-mapped
+            pca = np.load(folder / "pca.npz") if (folder / "pca.npz").is_file() else None
+        except (OSError, ValueError) as e:
+            raise LibraryError(f"the search index in {folder} is damaged ({e}): run `stemserver index` again") from e
+        self.pca = (pca["mean"], pca["components"]) if pca is not None else None
+        self.files = {record.id: record for record in library.files()}
+        missing = set(np.unique(self.windows[:, 0]).tolist()) - set(self.files)
+        if missing:
+            raise LibraryError(f"the search index in {folder} is older than the library: run `stemserver index` again")
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def columns(self, record: FileRecord) -> np.ndarray:
+        return load_columns(self.root, record)
+
+    def search(self, query: np.ndarray, k: int, filters: Filters = Filters(), over_fetch: int = 10) -> list[Hit]:
+        """The k best files for a unit query vector, each with its best window.
+
+        Without filters, Annoy proposes `over_fetch * k` windows (more when files have many windows)
+        that are re-ranked exactly; with filters, the allowed windows are ranked exactly."""
+        if filters.active():
+            allowed = np.fromiter((filters.allows(self.files[f]) for f in self.windows[:, 0]), bool, len(self.windows))
+            candidates = np.flatnonzero(allowed)
+        else:
+            wanted = min(len(self.vectors), max(over_fetch * k, 100))
+            searched = project(query[None], *self.pca)[0] if self.pca else query
+            candidates = np.asarray(self.annoy.get_nns_by_vector(searched, wanted, search_k=-1), dtype=np.int64)
+        if len(candidates) == 0:
+            return []
+        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ query.astype(np.float32)
+        best: dict[int, Hit] = {}
+        for i in np.argsort(-scores):
+            file_id, first = (int(v) for v in self.windows[candidates[i]])
+            if file_id not in best:
+                best[file_id] = Hit(self.files[file_id], first, float(scores[i]))
+                if len(best) == k:
+                    break
+        return list(best.values())

@@ -1,0 +1,364 @@
+"""The sample library on disk: which files were indexed, with what, and their embeddings.
+
+    LIBRARY/library.sqlite        one row per indexed file (path, size, mtime, content hash,
+                                  duration, format), files that failed, and facts about the
+                                  library (the checkpoint it was built with)
+    LIBRARY/embeddings/ab/<sha256>.npy
+                                  each file's representation: float16 (columns, rows, d), one
+                                  column per 160 ms, keyed by content so duplicates and moved
+                                  files are never embedded twice
+    LIBRARY/index/...             the search index built from these (stemserver.index)
+
+A scan commits one file at a time (embedding written atomically first, then its row), so a scan
+that is interrupted, or crashes, resumes where it stopped and never leaves a row without its
+embedding. A re-scan embeds only new or changed files (size or mtime differ) and drops removed
+ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stemserver import audio
+from stemserver.errors import StemserverError
+from stemserver.files import atomic_path, sha256_file
+
+SCHEMA_VERSION = 1
+AUDIO_EXTENSIONS = frozenset({
+    ".wav", ".wave", ".bwf", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+    ".m4a", ".aac", ".mp4", ".caf", ".w64", ".wma", ".alac",
+})
+_SYSTEM_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "system volume information"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT UNIQUE NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    channels INTEGER NOT NULL,
+    columns INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    indexed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
+CREATE TABLE IF NOT EXISTS failures (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL
+);
+"""
+
+
+class LibraryError(StemserverError):
+    """The library cannot be used as asked (missing, built with another model, damaged...)."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    duration_s: float
+    sample_rate: int
+    channels: int
+    columns: int
+    label: str
+
+
+@dataclass
+class ScanReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    reused_embeddings: int = 0
+    audio_seconds: float = 0.0
+    elapsed_s: float = 0.0
+    failed: list[dict] = field(default_factory=list)  # {"path", "error"}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_library_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "stemserver" / "library"
+
+
+def embedding_path(root: Path, sha256: str) -> Path:
+    return root / "embeddings" / sha256[:2] / f"{sha256}.npy"
+
+
+def load_columns(root: Path, record: FileRecord) -> np.ndarray:
+    """A file's (columns, rows, d) float16 representation, memory-mapped."""
+    path = embedding_path(root, record.sha256)
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise LibraryError(f"the embedding of {record.path} ({path}) is missing or damaged; "
+                           "run `stemserver library verify` and re-index") from e
+
+
+def label_for(path: Path) -> str:
+    """What a sample library says about a file without metadata: its folder's name ("Bass")."""
+    return path.parent.name.lower()
+
+
+def find_audio_files(roots: Iterable[Path]) -> Iterator[Path]:
+    """Audio files under `roots`, recursively, sorted, following directory symlinks once each
+    (a link back up the tree is not followed again) and skipping hidden and system files."""
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        root = Path(root).expanduser().absolute()
+        if root.is_file():
+            if root.suffix.lower() in AUDIO_EXTENSIONS:
+                yield root
+            continue
+        if not root.is_dir():
+            raise LibraryError(f"{root}: no such folder or file to index")
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            stat = os.stat(folder)
+            if (stat.st_dev, stat.st_ino) in seen_dirs:
+                dirs[:] = []
+                continue
+            seen_dirs.add((stat.st_dev, stat.st_ino))
+            dirs[:] = sorted(d for d in dirs if not _hidden_or_system(d))
+            for name in sorted(files):
+                if not _hidden_or_system(name) and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
+                    yield Path(folder) / name
+
+
+def _hidden_or_system(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _SYSTEM_NAMES
+
+
+class Library:
+    """One library folder. Thread-compatible, not thread-safe: a scan owns its Library."""
+
+    def __init__(self, root: str | Path, create: bool = False):
+        self.root = Path(root).expanduser()
+        database = self.root / "library.sqlite"
+        if not database.exists() and not create:
+            raise LibraryError(
+                f"no library at {self.root}: build one with `stemserver index FOLDER --library {self.root}`"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "embeddings").mkdir(exist_ok=True)
+        try:
+            self.db = sqlite3.connect(database, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise LibraryError(f"{database} is not a readable library database: {e}") from e
+        version = self.meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif version != str(SCHEMA_VERSION):
+            raise LibraryError(f"{self.root} has library format {version}; this stemserver reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- facts about the library ------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def check_model(self, fingerprint: str) -> None:
+        """Refuse to mix embeddings of two models: the library is bound to the first checkpoint."""
+        built_with = self.meta("checkpoint_sha256")
+        if built_with is not None and built_with != fingerprint:
+            raise LibraryError(
+                f"the library at {self.root} was built with checkpoint {self.meta('checkpoint_name')} "
+                f"(sha256 {built_with[:12]}...), not the one given (sha256 {fingerprint[:12]}...). "
+                f"Index into a new library folder (--library), or remove {self.root} and re-index."
+            )
+
+    # -- files --------------------------------------------------------------------------------
+
+    def files(self) -> list[FileRecord]:
+        rows = self.db.execute(f"SELECT {', '.join(FileRecord.__dataclass_fields__)} FROM files ORDER BY id")
+        return [FileRecord(*row) for row in rows]
+
+    def failures(self) -> list[dict]:
+        rows = self.db.execute("SELECT path, error FROM failures ORDER BY path")
+        return [{"path": path, "error": error} for path, error in rows]
+
+    def embedding_path(self, sha256: str) -> Path:
+        return embedding_path(self.root, sha256)
+
+    def load_columns(self, record: FileRecord) -> np.ndarray:
+        return load_columns(self.root, record)
+
+    def remove(self, paths: Iterable[str | Path]) -> int:
+        """Forget files (and their embeddings when no other file shares them); returns how many."""
+        removed = 0
+        for path in paths:
+            key = str(Path(path).expanduser().absolute())
+            row = self.db.execute("SELECT sha256 FROM files WHERE path = ?", (key,)).fetchone()
+            self.db.execute("DELETE FROM failures WHERE path = ?", (key,))
+            if row:
+                self.db.execute("DELETE FROM files WHERE path = ?", (key,))
+                self._drop_embedding_if_unused(row[0])
+                removed += 1
+        return removed
+
+    def _drop_embedding_if_unused(self, sha256: str) -> None:
+        if not self.db.execute("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone():
+            self.embedding_path(sha256).unlink(missing_ok=True)
+
+    def verify(self) -> list[str]:
+        """Problems found: rows whose embedding is missing or unreadable, files gone or changed on disk."""
+        problems = []
+        for record in self.files():
+            source = Path(record.path)
+            if not source.is_file():
+                problems.append(f"{record.path}: the file is gone (re-index to drop it)")
+            elif source.stat().st_size != record.size or source.stat().st_mtime_ns != record.mtime_ns:
+                problems.append(f"{record.path}: the file changed since it was indexed (re-index)")
+            try:
+                columns = self.load_columns(record)
+                if columns.shape[0] != record.columns or not np.isfinite(columns).all():
+                    problems.append(f"{record.path}: its embedding does not match its record")
+            except LibraryError as e:
+                problems.append(str(e))
+        return problems
+
+    # -- scanning -----------------------------------------------------------------------------
+
+    def scan(
+        self,
+        roots: Iterable[str | Path],
+        embed: Callable[[np.ndarray], np.ndarray],
+        fingerprint: str,
+        checkpoint_name: str,
+        sample_rate: int = audio.SAMPLE_RATE,
+        max_duration_s: float = audio.MAX_DURATION_S,
+        progress: bool = True,
+    ) -> ScanReport:
+        """Bring the library up to date with the audio files under `roots`.
+
+        `embed` maps mono samples at `sample_rate` to the (columns, rows, d) representation.
+        Unreadable files are recorded (and reported) instead of stopping the scan; they are
+        retried when they change.
+        """
+        self.check_model(fingerprint)
+        self.set_meta("checkpoint_sha256", fingerprint)
+        self.set_meta("checkpoint_name", checkpoint_name)
+        roots = [Path(r).expanduser().absolute() for r in roots]
+        report, start = ScanReport(), time.perf_counter()
+        on_disk = list(find_audio_files(roots))
+        report.removed = self.remove(self._indexed_under(roots) - {str(p) for p in on_disk})
+        bar = tqdm(on_disk, desc="indexing", unit="file", disable=not progress or None, dynamic_ncols=True)
+        for path in bar:
+            self._scan_one(path, embed, sample_rate, max_duration_s, report)
+            elapsed = time.perf_counter() - start
+            bar.set_postfix_str(f"{report.audio_seconds / max(elapsed, 1e-9):.0f} audio-s/s")
+        report.elapsed_s = time.perf_counter() - start
+        report.failed = [f for f in self.failures() if any(f["path"].startswith(str(r)) for r in roots)]
+        return report
+
+    def _indexed_under(self, roots: list[Path]) -> set[str]:
+        paths = {row[0] for row in self.db.execute("SELECT path FROM files UNION SELECT path FROM failures")}
+        return {p for p in paths if any(p == str(r) or p.startswith(str(r) + os.sep) for r in roots)}
+
+    def _scan_one(self, path: Path, embed, sample_rate: int, max_duration_s: float, report: ScanReport) -> None:
+        key = str(path)
+        try:
+            stat = path.stat()
+        except OSError as e:
+            self._record_failure(key, 0, 0, f"cannot read: {e}")
+            return
+        known = self.db.execute("SELECT size, mtime_ns FROM files WHERE path = ?", (key,)).fetchone()
+        if known == (stat.st_size, stat.st_mtime_ns):
+            report.unchanged += 1
+            return
+        failed = self.db.execute("SELECT size, mtime_ns FROM failures WHERE path = ?", (key,)).fetchone()
+        if failed == (stat.st_size, stat.st_mtime_ns):
+            return  # still the same unreadable file: reported again, not retried
+        try:
+            sha256 = sha256_file(path)
+            twin = self.db.execute(
+                "SELECT duration_s, sample_rate, channels, columns FROM files WHERE sha256 = ? LIMIT 1", (sha256,)
+            ).fetchone()
+            if twin and self.embedding_path(sha256).is_file():
+                duration_s, rate, channels, columns = twin
+                report.reused_embeddings += 1
+            else:
+                samples, info = audio.load(path, sample_rate, max_duration_s)
+                embedding = embed(samples)
+                self._write_embedding(sha256, embedding)
+                duration_s, rate, channels, columns = info.duration_s, info.sample_rate, info.channels, len(embedding)
+        except (StemserverError, OSError) as e:
+            self._record_failure(key, stat.st_size, stat.st_mtime_ns, str(e))
+            return
+        old = self.db.execute("SELECT sha256 FROM files WHERE path = ?", (key,)).fetchone()
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM failures WHERE path = ?", (key,))
+        self.db.execute(
+            "INSERT INTO files (path, size, mtime_ns, sha256, duration_s, sample_rate, channels, columns, label,"
+            " indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size,"
+            " mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, duration_s=excluded.duration_s,"
+            " sample_rate=excluded.sample_rate, channels=excluded.channels, columns=excluded.columns,"
+            " label=excluded.label, indexed_at=excluded.indexed_at",
+            (key, stat.st_size, stat.st_mtime_ns, sha256, duration_s, rate, channels, columns, label_for(path),
+             time.time()),
+        )
+        self.db.execute("COMMIT")
+        if old and old[0] != sha256:
+            self._drop_embedding_if_unused(old[0])
+        report.audio_seconds += duration_s
+        if old:
+            report.updated += 1
+        else:
+            report.added += 1
+
+    def _write_embedding(self, sha256: str, columns: np.ndarray) -> None:
+        with atomic_path(self.embedding_path(sha256)) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.asarray(columns, dtype=np.float16))
+
+    def _record_failure(self, key: str, size: int, mtime_ns: int, error: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", (key, size, mtime_ns, error, time.time())
+        )
+
+    def stats(self) -> dict:
+        files = self.files()
+        embedding_bytes = sum(
+            p.stat().st_size for p in (self.root / "embeddings").rglob("*.npy")
+        )
+        return {
+            "library": str(self.root),
+            "files": len(files),
+            "failed": len(self.failures()),
+            "audio_hours": round(sum(f.duration_s for f in files) / 3600, 3),
+            "checkpoint": self.meta("checkpoint_name"),
+            "embedding_bytes": embedding_bytes,
+            "index": json.loads((self.root / "index" / "current.json").read_text())
+            if (self.root / "index" / "current.json").is_file() else None,
+        }

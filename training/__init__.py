@@ -1,0 +1,1 @@
+"""The Stem-JEPA trainer: datasets, preprocessing cache, sampler (and, next, the training loop)."""
