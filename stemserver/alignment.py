@@ -35,18 +35,22 @@ def centred_unit_columns(columns: np.ndarray) -> np.ndarray:
     return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
 
 
-def best_shift(query: np.ndarray, stem: np.ndarray, loop: bool = False) -> Alignment:
-    """Align `query` (Q columns) against `stem` (S columns); both (columns, ...) arrays."""
+def best_shift(query: np.ndarray, stem: np.ndarray, period: float | None = None) -> Alignment:
+    """Align `query` (Q columns) against `stem` (S columns); both (columns, ...) arrays.
+
+    `period` marks the stem as a loop of that many columns (fractional: a 2 s loop is 12.5
+    columns, and rounding it would drift by a column every other repeat); a stem shorter than
+    the query is always a loop."""
     q, s = centred_unit_columns(query), centred_unit_columns(stem)
     n_query, n_stem = len(q), len(s)
     if n_query == 0 or n_stem == 0:
         raise ValueError("cannot align an empty sequence")
-    loop = loop or n_stem < n_query
+    loop = period is not None or n_stem < n_query
+    period = float(period if period is not None else n_stem)
     cosines = q @ s.T  # (Q, S)
     shifts = np.arange(n_stem if loop else n_stem - n_query + 1)
-    columns = np.arange(n_query)[:, None] + shifts[None, :]
-    if loop:
-        columns %= n_stem
+    positions = np.arange(n_query)[:, None] + shifts[None, :]
+    columns = np.minimum(np.floor(positions % period).astype(np.int64), n_stem - 1) if loop else positions
     curve = cosines[np.arange(n_query)[:, None], columns].mean(axis=0)
     peak = int(np.argmax(curve))
     return Alignment(peak + _parabolic_offset(curve, peak, circular=loop), float(curve[peak]), curve)

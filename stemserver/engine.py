@@ -185,11 +185,11 @@ class Engine:
         query_s = len(predicted) * self.seconds_per_column
         for rank, hit in enumerate(hits, start=1):
             stem = index.columns(hit.file)
-            loop = len(stem) < len(predicted)
-            alignment = best_shift(predicted, stem, loop=loop)
+            loop = hit.file.duration_s < query_s
+            period = hit.file.duration_s / self.seconds_per_column if loop else None
+            alignment = best_shift(predicted, stem, period)
             offset = alignment.shift_columns * self.seconds_per_column
-            stem_s = len(stem) * self.seconds_per_column
-            at_end = (offset + query_s) % stem_s if loop else offset + query_s
+            at_end = (offset + query_s) % hit.file.duration_s if loop else offset + query_s
             matches.append(StemMatch(
                 rank=rank, path=hit.file.path, score=round(hit.score, 5), offset_s=round(offset, 4),
                 offset_at_end_s=round(at_end, 4), alignment_score=round(alignment.score, 5),

@@ -1,0 +1,229 @@
+"""The sample library: scanning real files, incremental re-scans, resume, and the search index."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from conftest import melody, tiny_config, tone
+from stemserver.embedding import stem_embedder
+from stemserver.index import Filters, IndexSettings, LibraryIndex, build_index, window_starts
+from stemserver.library import Library, LibraryError, find_audio_files
+from stemserver.model import StemJEPA
+
+FINGERPRINT = "a" * 64
+
+
+class CountingEmbedder:
+    """The real stem embedder, counting how many files it embeds."""
+
+    def __init__(self, fail_after: int | None = None):
+        torch.manual_seed(0)
+        self.embed = stem_embedder(StemJEPA(tiny_config()).eval(), torch.device("cpu"))
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt  # the user pressing Ctrl-C mid-scan
+        self.calls += 1
+        return self.embed(samples)
+
+
+@pytest.fixture
+def sample_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "samples"
+    (root / "Bass" / "Deep").mkdir(parents=True)
+    (root / "Drums").mkdir()
+    soundfile.write(root / "Bass" / "long line.flac", melody(180.0, seed=1), 16_000)  # 3 minutes
+    soundfile.write(root / "Bass" / "Deep" / "sub.wav", tone(45.0, 10.0, 44_100), 44_100)
+    soundfile.write(root / "Drums" / "loop.wav", melody(1.0, seed=2), 16_000)  # a 1 s loop
+    soundfile.write(root / "Drums" / "hits.aiff", melody(6.0, seed=3), 16_000)
+    (root / "Drums" / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(64))
+    (root / "Drums" / "empty.wav").write_bytes(b"")
+    (root / "Drums" / ".hidden.wav").write_bytes(b"not scanned")
+    (root / "Drums" / "notes.txt").write_text("not audio")
+    os.symlink(root, root / "Bass" / "link to root")  # a symlink loop
+    return root
+
+
+def scan(library: Library, root: Path, embedder) -> object:
+    return library.scan([root], embedder, FINGERPRINT, "tiny.safetensors", progress=False)
+
+
+def test_scan_indexes_readable_files_and_reports_the_rest(tmp_path: Path, sample_folder: Path):
+    embedder = CountingEmbedder()
+    with Library(tmp_path / "lib", create=True) as library:
+        report = scan(library, sample_folder, embedder)
+        records = {Path(r.path).name: r for r in library.files()}
+        assert set(records) == {"long line.flac", "sub.wav", "loop.wav", "hits.aiff"}
+        assert (report.added, embedder.calls) == (4, 4)
+        assert {Path(f["path"]).name for f in report.failed} == {"corrupt.wav", "empty.wav"}
+        assert any("empty" in f["error"] for f in report.failed)
+        long_line = records["long line.flac"]
+        assert long_line.duration_s == pytest.approx(180.0) and long_line.columns == 1125
+        assert library.load_columns(long_line).shape == (1125, 5, 64)
+        assert library.load_columns(long_line).dtype == np.float16
+        assert (records["sub.wav"].sample_rate, records["sub.wav"].label) == (44_100, "deep")
+        assert records["loop.wav"].columns == 6
+        assert report.audio_seconds == pytest.approx(197.0, abs=0.01)
+
+
+def test_find_audio_files_follows_no_symlink_loop_and_skips_hidden(sample_folder: Path):
+    names = [p.name for p in find_audio_files([sample_folder])]
+    assert sorted(names) == sorted(["long line.flac", "sub.wav", "corrupt.wav", "empty.wav", "hits.aiff", "loop.wav"])
+
+
+def test_rescan_embeds_only_new_or_changed_files_and_drops_removed_ones(tmp_path: Path, sample_folder: Path):
+    with Library(tmp_path / "lib", create=True) as library:
+        scan(library, sample_folder, CountingEmbedder())
+        soundfile.write(sample_folder / "Drums" / "new.wav", melody(3.0, seed=9), 16_000)
+        soundfile.write(sample_folder / "Drums" / "hits.aiff", melody(6.0, seed=10), 16_000)  # changed
+        (sample_folder / "Bass" / "Deep" / "sub.wav").unlink()
+        old_hits_sha = next(r.sha256 for r in library.files() if r.path.endswith("hits.aiff"))
+        embedder = CountingEmbedder()
+        report = scan(library, sample_folder, embedder)
+        assert (report.added, report.updated, report.removed, report.unchanged) == (1, 1, 1, 2)
+        assert embedder.calls == 2
+        assert not library.embedding_path(old_hits_sha).exists()  # the replaced embedding is deleted
+        assert len(report.failed) == 2  # still reported, not retried while unchanged
+
+
+def test_identical_content_is_embedded_once(tmp_path: Path, sample_folder: Path):
+    with Library(tmp_path / "lib", create=True) as library:
+        scan(library, sample_folder, CountingEmbedder())
+        (sample_folder / "copy").mkdir()
+        (sample_folder / "copy" / "same.wav").write_bytes((sample_folder / "Drums" / "loop.wav").read_bytes())
+        embedder = CountingEmbedder()
+        report = scan(library, sample_folder, embedder)
+        assert (report.added, report.reused_embeddings, embedder.calls) == (1, 1, 0)
+        library.remove([sample_folder / "copy" / "same.wav"])
+        loop = next(r for r in library.files() if r.path.endswith("loop.wav"))
+        assert library.embedding_path(loop.sha256).exists()  # still used by the original
+
+
+def test_an_interrupted_scan_resumes_where_it_stopped(tmp_path: Path, sample_folder: Path):
+    with Library(tmp_path / "lib", create=True) as library:
+        with pytest.raises(KeyboardInterrupt):
+            scan(library, sample_folder, CountingEmbedder(fail_after=2))
+        assert len(library.files()) == 2
+    with Library(tmp_path / "lib") as library:
+        embedder = CountingEmbedder()
+        report = scan(library, sample_folder, embedder)
+        assert (report.added, report.unchanged, embedder.calls) == (2, 2, 2)
+        assert library.verify() == []
+        assert not list((tmp_path / "lib").rglob("*.tmp"))
+
+
+def test_a_library_refuses_a_different_checkpoint(tmp_path: Path, sample_folder: Path):
+    with Library(tmp_path / "lib", create=True) as library:
+        scan(library, sample_folder, CountingEmbedder())
+        with pytest.raises(LibraryError, match="built with checkpoint tiny.safetensors"):
+            library.scan([sample_folder], CountingEmbedder(), "b" * 64, "other.safetensors", progress=False)
+
+
+def test_missing_library_and_verify_problems(tmp_path: Path, sample_folder: Path):
+    with pytest.raises(LibraryError, match="stemserver index"):
+        Library(tmp_path / "nowhere")
+    with Library(tmp_path / "lib", create=True) as library:
+        scan(library, sample_folder, CountingEmbedder())
+        record = library.files()[0]
+        library.embedding_path(record.sha256).unlink()
+        problems = library.verify()
+        assert len(problems) == 1 and "missing or damaged" in problems[0]
+
+
+def test_window_starts_cover_every_column():
+    assert window_starts(6, 50, 25) == [0]
+    assert window_starts(50, 50, 25) == [0]
+    assert window_starts(1125, 50, 25) == list(range(0, 1076, 25))  # 1075 = 43 * 25 ends exactly
+    assert window_starts(62, 50, 25) == [0, 12]  # the last window is pulled back to end at the end
+
+
+@pytest.fixture
+def indexed_library(tmp_path: Path, sample_folder: Path) -> Library:
+    library = Library(tmp_path / "lib", create=True)
+    scan(library, sample_folder, CountingEmbedder())
+    yield library
+    library.close()
+
+
+def brute_force(library: Library, query: np.ndarray, k: int) -> list[str]:
+    """Best window cosine per file over every window of every file, exactly."""
+    from stemserver.embedding import mean_vector
+
+    best = {}
+    for record in library.files():
+        columns = library.load_columns(record)
+        for first in window_starts(len(columns), 50, 25):
+            score = float(mean_vector(columns[first : first + 50]) @ query)
+            best[record.path] = max(best.get(record.path, -2.0), score)
+    return sorted(best, key=best.get, reverse=True)[:k]
+
+
+@pytest.mark.parametrize("pca_dim", [None, 8])
+def test_search_returns_the_exact_top_k(indexed_library: Library, pca_dim):
+    info = build_index(indexed_library, IndexSettings(pca_dim=pca_dim), progress=False)
+    assert info["windows"] == 44 + 2 + 1 + 1  # 3 min, 10 s, 6 s and 1 s files
+    assert info["annoy_dim"] == (pca_dim or 64)
+    index = LibraryIndex(indexed_library)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        query = rng.standard_normal(64).astype(np.float32)
+        query /= np.linalg.norm(query)
+        hits = index.search(query, k=3)
+        assert [h.file.path for h in hits] == brute_force(indexed_library, query, 3)
+        assert hits[0].score >= hits[1].score >= hits[2].score
+
+
+def test_filters(indexed_library: Library, sample_folder: Path):
+    build_index(indexed_library, progress=False)
+    index = LibraryIndex(indexed_library)
+    query = np.ones(64, np.float32) / 8.0
+    names = lambda filters: sorted(Path(h.file.path).name for h in index.search(query, 10, filters))  # noqa: E731
+    assert names(Filters()) == ["hits.aiff", "long line.flac", "loop.wav", "sub.wav"]
+    assert names(Filters(folder=str(sample_folder / "Bass"))) == ["long line.flac", "sub.wav"]
+    assert names(Filters(label="drums")) == ["hits.aiff", "loop.wav"]
+    assert names(Filters(min_duration_s=5.0, max_duration_s=60.0)) == ["hits.aiff", "sub.wav"]
+    assert names(Filters(exclude=(str(sample_folder / "Drums" / "loop.wav"),), label="drums")) == ["hits.aiff"]
+
+
+def test_rebuilding_switches_atomically_while_searches_run(indexed_library: Library):
+    build_index(indexed_library, progress=False)
+    errors, stop = [], threading.Event()
+
+    def search_forever():
+        query = np.ones(64, np.float32) / 8.0
+        while not stop.is_set():
+            try:
+                with Library(indexed_library.root) as library:
+                    hits = LibraryIndex(library).search(query, 4)
+                assert len(hits) == 4
+            except Exception as e:  # anything at all is a failure of atomicity
+                errors.append(e)
+
+    threads = [threading.Thread(target=search_forever) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for _ in range(6):
+        build_index(indexed_library, IndexSettings(n_trees=5), progress=False)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    generations = sorted(p.name for p in (indexed_library.root / "index").glob("gen-*"))
+    assert generations == ["gen-6", "gen-7"]  # the current one and the one before it
+
+
+def test_an_empty_library_has_no_index(tmp_path: Path):
+    with Library(tmp_path / "lib", create=True) as library:
+        with pytest.raises(LibraryError, match="no indexed files"):
+            build_index(library, progress=False)
+        with pytest.raises(LibraryError, match="no search index"):
+            LibraryIndex(library)
