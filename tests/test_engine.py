@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
 from conftest import make_checkpoint, melody
+
 from stemserver.checkpoint import load_checkpoint
 from stemserver.config import Settings, TextSettings
 from stemserver.embedding import stem_embedder

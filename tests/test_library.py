@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-
 from conftest import melody, tiny_config, tone
+
 from stemserver.embedding import stem_embedder
 from stemserver.index import Filters, IndexSettings, LibraryIndex, build_index, window_starts
 from stemserver.library import Library, LibraryError, find_audio_files

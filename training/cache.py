@@ -26,9 +26,10 @@ import json
 import logging
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -129,6 +130,7 @@ def build_cache(
     re-split that would leak test tracks into training.
     """
     _check_fractions(valid_fraction, test_fraction)
+    _check_unique_names(tracks)
     cache_dir = Path(cache_dir)
     audio_dir = cache_dir / AUDIO_DIR
     audio_dir.mkdir(parents=True, exist_ok=True)
@@ -167,8 +169,12 @@ def build_cache(
 
 
 def open_cache(cache_dir: str | Path) -> PreparedDataset:
-    """Open a cache that `build_cache` wrote. Nothing is decoded and no audio is read here."""
-    cache_dir = Path(cache_dir)
+    """Open a cache that `build_cache` wrote. Nothing is decoded and no audio is read here.
+
+    Stems are memory-mapped on first read, so do not rebuild a cache that a running job reads:
+    the rebuild deletes the files of stems it dropped or replaced.
+    """
+    cache_dir = Path(cache_dir).absolute()
     index = _read_json(cache_dir / INDEX_FILE, "build it first (training.cache.build_cache)")
     if index.get("format") != CACHE_FORMAT:
         raise CacheError(f"{cache_dir}: cache format {index.get('format')!r}, this code reads format "
@@ -210,6 +216,17 @@ def _check_fractions(valid_fraction: float, test_fraction: float) -> None:
     if not (0 <= valid_fraction and 0 <= test_fraction and valid_fraction + test_fraction < 1):
         raise ValueError(f"split fractions valid={valid_fraction}, test={test_fraction}: each must be >= 0 "
                          "and together < 1")
+
+
+def _check_unique_names(tracks: Sequence[Track]) -> None:
+    """Track names key the splits and stem names the index: a duplicate would silently merge two."""
+    for name, count in Counter(track.name for track in tracks).items():
+        if count > 1:
+            raise ValueError(f"{count} tracks are named {name!r}: track names must be unique in a dataset")
+    for track in tracks:
+        for name, count in Counter(stem.name for stem in track.stems).items():
+            if count > 1:
+                raise ValueError(f"track {track.name!r} has {count} stems named {name!r}: stem names must be unique")
 
 
 def _stem_key(stem: Stem, sample_rate: int) -> str | None:
@@ -301,7 +318,7 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     os.replace(temporary, path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _memory_map(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 

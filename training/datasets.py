@@ -135,7 +135,7 @@ def read_folder(root: str | Path) -> list[Track]:
     """Anyone's multitracks: one folder per track, one audio file per stem.
 
     A stem's label path comes from the track's labels.yaml (file name or stem name -> a label or
-    a list of labels, coarse to fine; an empty list means unlabelled), else from the file name
+    a list of labels, coarse to fine; an empty value or list means unlabelled), else from the file name
     ("Bass Guitar.wav" -> ("bass guitar",)), else, for names without a letter ("01.wav"), ().
     """
     root = _existing_root(root)
@@ -223,7 +223,8 @@ def _read_labels_file(path: Path) -> dict[str, tuple[str, ...]]:
     if not path.exists():
         return {}
     try:
-        mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # BaseLoader keeps every scalar a string: a key "02" stays "02", not the integer 2.
+        mapping = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader) or {}
         if not isinstance(mapping, dict):
             raise TypeError(f"expected a mapping of file name -> labels, got a {type(mapping).__name__}")
         return {str(name): _label_path(value) for name, value in mapping.items()}
@@ -233,10 +234,8 @@ def _read_labels_file(path: Path) -> dict[str, tuple[str, ...]]:
 
 
 def _label_path(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
     if isinstance(value, str):
-        value = [value]
+        value = [value] if value.strip() else []
     if not isinstance(value, list) or not all(isinstance(label, str) for label in value):
         raise TypeError(f"a label path is a string or a list of strings, got {value!r}")
     return tuple(normalize_label(label) for label in value)

@@ -48,6 +48,14 @@ class SamplerConfig:
     track_tries: int = 100
     """Tracks tried before giving up with a SamplingError (thresholds no chunk passes)."""
 
+    def __post_init__(self):
+        if not self.chunk_seconds > 0:
+            raise ValueError(f"chunk_seconds must be > 0, got {self.chunk_seconds}")
+        if self.min_peak < 0 or self.min_rms < 0:
+            raise ValueError(f"activity thresholds must be >= 0, got min_peak={self.min_peak}, min_rms={self.min_rms}")
+        if self.chunk_tries < 1 or self.track_tries < 1:
+            raise ValueError(f"chunk_tries and track_tries must be >= 1, got {self.chunk_tries}, {self.track_tries}")
+
 
 @dataclass(frozen=True)
 class Example:
