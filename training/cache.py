@@ -150,15 +150,15 @@ def build_cache(
     log.info("cache %s: %d stems decoded (%d failed), %d reused",
              cache_dir, len(to_decode), len(failed), sum(map(len, keys)) - len(to_decode))
 
-    index_tracks, splits = [], {}
+    index_tracks, splits = [], dict(stored_splits)  # a track that leaves and returns keeps its split
     for track, stems in zip(tracks, keys):
         entries = [_index_entry(audio_dir, stem, key) for stem, key in stems if key and key not in failed]
         if len(entries) < 2:
             _warn(f"skipped track {track.name!r}: {len(entries)} stem(s) could be decoded and it needs 2")
             continue
         index_tracks.append({"name": track.name, "stems": entries})
-        splits[track.name] = stored_splits.get(track.name) or assign_split(
-            track, seed, valid_fraction, test_fraction)
+        if track.name not in splits:
+            splits[track.name] = assign_split(track, seed, valid_fraction, test_fraction)
     if not index_tracks:
         raise CacheError(f"{cache_dir}: no track has two stems that could be decoded; nothing to train on")
 
@@ -196,16 +196,18 @@ def open_cache(cache_dir: str | Path) -> PreparedDataset:
 
 
 def assign_split(track: Track, seed: int, valid_fraction: float = 0.1, test_fraction: float = 0.1) -> str:
-    """The track's split: its official one when the dataset has one, else drawn from its name.
+    """The track's split: its official one when the dataset has one, else drawn from its group
+    (its name when it has none).
 
-    The draw hashes (seed, track name) to a number u in [0, 1): test when u < test_fraction, valid
-    when u < test_fraction + valid_fraction, else train. It depends on nothing but the name, so a
-    track keeps its split when others are added or removed, on any machine and Python version.
+    The draw hashes (seed, group or name) to a number u in [0, 1): test when u < test_fraction,
+    valid when u < test_fraction + valid_fraction, else train. It depends on nothing else, so a
+    track keeps its split when others are added or removed, on any machine and Python version,
+    and the tracks of one group (versions of one song) always land together.
     """
     _check_fractions(valid_fraction, test_fraction)
     if track.split is not None:
         return track.split
-    digest = hashlib.sha256(f"{seed}\0{track.name}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}\0{track.group or track.name}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     if u < test_fraction:
         return "test"

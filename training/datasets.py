@@ -49,6 +49,7 @@ AUDIO_EXTENSIONS = frozenset({
 """File extensions the folder reader treats as stems (stemserver.audio decodes all of them)."""
 
 LABELS_FILE = "labels.yaml"
+METADATA_FILE = "data.json"
 
 
 class DatasetError(StemserverError):
@@ -75,6 +76,9 @@ class Track:
     name: str  # unique within its dataset
     stems: tuple[Stem, ...]
     split: str | None = None  # the dataset's official split ("train", "valid", "test"), if any
+    group: str | None = None
+    """Tracks of one group always share a split: versions of one song (e.g. the open corpus's
+    variants of one score) split apart would put the test set's music in training."""
 
 
 def read_dataset(layout: str, root: str | Path, **options: Any) -> list[Track]:
@@ -112,11 +116,18 @@ def read_moisesdb(root: str | Path, sum_sources: bool = False) -> list[Track]:
     As the dataset intends, every source of data.json is its own stem, labelled
     moisesdb_label_path(stemName, trackType) and named "<stemName>/<source id>". With
     `sum_sources`, all sources of one stemName are summed into one stem labelled (category,), the
-    coarser task of the MUSDB18-style evaluations. Fields data.json has beyond the ones read here
-    are ignored, so metadata added by newer releases or the corpus builder never breaks reading.
+    coarser task of the MUSDB18-style evaluations. Tracks with the same artist and song share a
+    split (`Track.group`). Fields data.json has beyond the ones read here are ignored, so metadata
+    added by newer releases or the corpus builder never breaks reading. Hidden folders (such as
+    the corpus builder's .partial/) are not read.
     """
     root = _existing_root(root)
-    metadata_files = sorted({*root.glob("*/data.json"), *root.glob("*/*/data.json")})
+    metadata_files = []
+    for folder in _subdirectories(root):
+        if (folder / METADATA_FILE).is_file():  # <root>/<track id>/data.json
+            metadata_files.append(folder / METADATA_FILE)
+        else:  # <root>/<provider>/<track id>/data.json
+            metadata_files += [d / METADATA_FILE for d in _subdirectories(folder) if (d / METADATA_FILE).is_file()]
     tracks, seen = [], {}
     for metadata_file in metadata_files:
         track_dir = metadata_file.parent
@@ -124,10 +135,11 @@ def read_moisesdb(root: str | Path, sum_sources: bool = False) -> list[Track]:
             _warn(f"{track_dir}: skipped, a track with the same id was already read from {seen[track_dir.name]}")
             continue
         seen[track_dir.name] = track_dir
-        entries = _moisesdb_sources(metadata_file)
-        if entries is not None:
+        read = _moisesdb_sources(metadata_file)
+        if read is not None:
+            group, entries = read
             stems = _summed_by_stem_name(entries) if sum_sources else _one_stem_per_source(entries)
-            tracks.append(Track(name=track_dir.name, stems=stems))
+            tracks.append(Track(name=track_dir.name, stems=stems, group=group))
     return _checked(tracks, root, "MoisesDB (<root>/<track id>/data.json)")
 
 
@@ -163,8 +175,9 @@ class _MoisesSource:
     path: Path
 
 
-def _moisesdb_sources(metadata_file: Path) -> list[_MoisesSource] | None:
-    """Every source listed in a data.json whose file exists; None when the file is unusable."""
+def _moisesdb_sources(metadata_file: Path) -> tuple[str | None, list[_MoisesSource]] | None:
+    """The track's group ("artist - song") and every listed source whose file exists; None when
+    the data.json is unusable."""
     try:
         metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
         stem_entries = metadata["stems"]
@@ -177,15 +190,18 @@ def _moisesdb_sources(metadata_file: Path) -> list[_MoisesSource] | None:
     for stem_entry in stem_entries:
         try:
             stem_name = str(stem_entry["stemName"])
-            source_entries = list(stem_entry["tracks"])
-            for source_entry in source_entries:
-                path = metadata_file.parent / stem_name / f"{source_entry['id']}.{source_entry['extension']}"
-                track_type = str(source_entry.get("trackType") or "")
-                if _usable_file(path, listed_in=metadata_file):
-                    sources.append(_MoisesSource(stem_name, track_type, path))
-        except (KeyError, TypeError) as e:
+            listed = [(str(source.get("trackType") or ""), f"{source['id']}.{source['extension']}")
+                      for source in stem_entry["tracks"]]
+        except (KeyError, TypeError, AttributeError) as e:
             _warn(f"{metadata_file}: skipped a malformed stem entry ({type(e).__name__}: {e}): {stem_entry!r:.200}")
-    return sources
+            continue
+        for track_type, file_name in listed:
+            path = metadata_file.parent / stem_name / file_name
+            if _usable_file(path, listed_in=metadata_file):
+                sources.append(_MoisesSource(stem_name, track_type, path))
+    song, artist = metadata.get("song"), metadata.get("artist")
+    group = f"{artist or ''} - {song}" if isinstance(song, str) and song.strip() else None
+    return group, sources
 
 
 def _one_stem_per_source(sources: Iterable[_MoisesSource]) -> tuple[Stem, ...]:
