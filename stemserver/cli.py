@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "each lines up with the mix (offset_s: stem position at the start of the query "
                              "window; offset_at_end_s: at its end).")
     query.add_argument("mix", type=Path, help="audio file of the mix")
+    query.add_argument("--server", metavar="URL", help="ask a running server (osc://HOST:PORT or ws://HOST:PORT) "
+                       "instead of loading the model here")
+    query.add_argument("--token", help="the server's token, when it was started with one")
+    query.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for a server")
     query.add_argument("--instrument", "-i", required=True, help="free text, e.g. 'bass' or 'nylon guitar'")
     query.add_argument("-k", type=int, default=10, help="number of stems (default 10)")
     query.add_argument("--seconds", type=float, default=8.0, help="use the last S seconds of the mix (default 8)")
@@ -90,6 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--max-duration", type=float, metavar="S", help="only stems at most S seconds long")
     query.add_argument("--exclude", action="append", default=[], metavar="PATH", help="never return this file")
     query.set_defaults(run=_query)
+
+    serve = verbs.add_parser("serve", parents=[common], help="run the OSC + WebSocket server",
+                             description="Serve queries over OSC (UDP) and WebSocket until SIGINT/SIGTERM. "
+                             "The wire contract is docs/protocol.md. Prints one 'stemserver: ready ...' line "
+                             "on stdout when it listens.")
+    serve.add_argument("--checkpoint", type=Path, help="model bundle (.safetensors)")
+    serve.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
+                       "needs --token)")
+    serve.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (default 9000; 0 = any free)")
+    serve.add_argument("--ws-port", type=int, default=8765, help="WebSocket port (default 8765; 0 = any free)")
+    serve.add_argument("--token", help="shared secret clients must send (required off loopback)")
+    serve.add_argument("--capture", metavar="DEVICE", help="capture this audio input (name or index) for 'now' "
+                       "queries")
+    serve.add_argument("--capture-seconds", type=float, default=30.0, help="seconds of live input kept (default 30)")
+    serve.add_argument("--queue", type=int, default=16, help="queries that may wait before 'busy' (default 16)")
+    serve.set_defaults(run=_serve)
 
     config = verbs.add_parser("config", parents=[common], help="print the effective settings as commented YAML",
                               description="Print the settings in effect (defaults, the config file, then flags) "
@@ -275,29 +296,49 @@ def _library(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from stemserver.engine import Engine
-    from stemserver.index import Filters
-
-    settings = _settings(args)
     if args.k < 1:
         raise StemserverError("-k must be at least 1")
-    engine = Engine(_checkpoint_path(settings), _library_dir(settings), settings)
-    filters = Filters(folder=args.folder, min_duration_s=args.min_duration, max_duration_s=args.max_duration,
-                      label=args.label, exclude=tuple(str(Path(p).expanduser().absolute()) for p in args.exclude))
-    result = engine.query_file(args.mix, args.instrument, k=args.k, filters=filters, seconds=args.seconds)
+    excluded = [str(Path(p).expanduser().absolute()) for p in args.exclude]
+    if args.server:
+        from stemserver.server.client import query_server
+
+        filters = {key: value for key, value in [("folder", args.folder), ("label", args.label),
+                   ("min_duration", args.min_duration), ("max_duration", args.max_duration),
+                   ("exclude", excluded or None)] if value is not None}
+        result = query_server(args.server, args.mix, args.instrument, args.k, args.seconds, filters, args.token,
+                              args.timeout)
+    else:
+        from stemserver.engine import Engine
+        from stemserver.index import Filters
+
+        settings = _settings(args)
+        engine = Engine(_checkpoint_path(settings), _library_dir(settings), settings)
+        filters = Filters(folder=args.folder, min_duration_s=args.min_duration, max_duration_s=args.max_duration,
+                          label=args.label, exclude=tuple(excluded))
+        result = engine.query_file(args.mix, args.instrument, k=args.k, filters=filters,
+                                   seconds=args.seconds).to_dict()
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(result, indent=2))
         return EXIT_OK
-    if not result.matches:
+    if not result["matches"]:
         print("no stems matched (is the library empty, or are the filters too strict?)")
     else:
         print(f"{'rank':>4} {'score':>7} {'offset s':>9} {'align':>6}  path")
-        for m in result.matches:
-            loop = " (loop)" if m.loop else ""
-            print(f"{m.rank:4d} {m.score:7.3f} {m.offset_s:9.2f} {m.alignment_score:6.2f}  {m.path}{loop}")
-    timings = ", ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items())
-    print(f"ms: {timings}")
+        for m in result["matches"]:
+            loop = " (loop)" if m["loop"] else ""
+            print(f"{m['rank']:4d} {m['score']:7.3f} {m['offset_s']:9.2f} {m['alignment_score']:6.2f}  "
+                  f"{m['path']}{loop}")
+    print("ms: " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_ms"].items()))
     return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from stemserver.server.app import ServerOptions, serve
+
+    settings = _settings(args)
+    options = ServerOptions(host=args.host, osc_port=args.osc_port, ws_port=args.ws_port, token=args.token,
+                            capture_device=args.capture, capture_seconds=args.capture_seconds, max_queue=args.queue)
+    return serve(_checkpoint_path(settings), _library_dir(settings), settings, options)
 
 
 def _config(args: argparse.Namespace) -> int:

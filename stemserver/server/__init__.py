@@ -1,0 +1,1 @@
+"""The long-running server: OSC and WebSocket front ends over one query engine."""

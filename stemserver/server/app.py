@@ -1,0 +1,100 @@
+"""`stemserver serve`: one asyncio process serving OSC and WebSocket on one engine."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from stemserver.config import Settings
+from stemserver.engine import Engine
+from stemserver.errors import ConfigError
+from stemserver.server.capture import LiveCapture
+from stemserver.server.osc import OscServer
+from stemserver.server.service import Service
+from stemserver.server.websocket import WebSocketServer
+
+log = logging.getLogger("stemserver.server")
+SHUTDOWN_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    osc_port: int = 9000
+    ws_port: int = 8765
+    token: str | None = None
+    capture_device: str | None = None
+    capture_seconds: float = 30.0
+    max_queue: int = 16
+    max_batch: int = 8
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_security(options: ServerOptions) -> None:
+    if not is_loopback(options.host) and not options.token:
+        raise ConfigError(
+            f"listening on {options.host} exposes the server to the network: pass --token SECRET too "
+            "(clients then send it), or keep the default --host 127.0.0.1"
+        )
+
+
+def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOptions) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code."""
+    check_security(options)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    engine = Engine(checkpoint, library, settings)
+    capture = None
+    if options.capture_device is not None:
+        device = int(options.capture_device) if options.capture_device.isdigit() else options.capture_device
+        capture = LiveCapture(device, options.capture_seconds)
+    service = Service(engine, capture, options.max_queue, options.max_batch)
+    try:
+        asyncio.run(_run(service, options))
+    finally:
+        service.stop()
+    return 0
+
+
+async def _run(service: Service, options: ServerOptions) -> None:
+    loop = asyncio.get_running_loop()
+    service.start()
+    osc = OscServer(service, options.token)
+    transport, _ = await loop.create_datagram_endpoint(lambda: osc, local_addr=(options.host, options.osc_port))
+    websocket = await WebSocketServer(service, options.token).start(options.host, options.ws_port)
+    osc_port = transport.get_extra_info("sockname")[1]
+    ws_port = next(iter(websocket.sockets)).getsockname()[1]
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    status = service.status()
+    log.info("model %s on %s; library: %d files", status["checkpoint"], status["device"], status["library_files"])
+    # One line on stdout that scripts (and the tests) wait for; ports are the real ones (0 = any free port).
+    print(f"stemserver: ready osc://{options.host}:{osc_port} ws://{options.host}:{ws_port}", flush=True)
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            osc.expire_uploads()
+    log.info("stopping: answering queries in flight, refusing new ones")
+    websocket.close()
+    await loop.run_in_executor(None, service.worker.stop)  # queued queries get shutting_down
+    pending = set(osc.tasks)
+    if pending:
+        await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
+    await asyncio.sleep(0.05)  # let the last replies leave
+    await websocket.wait_closed()
+    transport.close()
+    log.info("stopped")

@@ -1,0 +1,158 @@
+"""The wire contract shared by the OSC and WebSocket front ends (docs/protocol.md is its prose).
+
+Everything a client can send is validated here into plain requests; everything the server says
+back is built here from engine results. Any problem is a `ProtocolError` with a code from
+`ERROR_CODES`, which both front ends turn into a typed error reply carrying the request id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stemserver.errors import AudioError, CheckpointError, StemserverError, UnknownLabelError
+from stemserver.index import Filters
+from stemserver.library import AUDIO_EXTENSIONS, LibraryError
+
+PROTOCOL_VERSION = 1
+MAX_K = 100
+MAX_UPLOAD_SECONDS = 30.0
+MAX_UPLOAD_RATE = 192_000
+MAX_FILE_BYTES = 512 * 1024 * 1024
+MAX_CHUNK_BYTES = 8192  # macOS drops UDP datagrams over 9216 bytes; a chunk and its header fit
+SAMPLE_FORMATS = {"int16": np.dtype("<i2"), "float32": np.dtype("<f4")}
+
+ERROR_CODES = {
+    "bad_request": "the message has the wrong arguments or types",
+    "unknown_address": "no such OSC address or WebSocket message type",
+    "bad_json": "a WebSocket text frame that is not a JSON object",
+    "unauthorized": "the server requires a token and the message did not carry the right one",
+    "bad_audio": "audio that cannot be used: NaN/Inf, too short, silent, wrong format",
+    "bad_file": "a file-path query whose path is not a readable audio file under the size limit",
+    "missing_chunks": "a streamed upload ended with chunks missing (named in the message)",
+    "duplicate_chunk": "a streamed upload received the same chunk twice (the upload is discarded)",
+    "upload_timeout": "a streamed upload was not finished in time and was dropped",
+    "unknown_upload": "a chunk or end for a request id with no upload in progress",
+    "too_large": "a message or upload over the size limit",
+    "unknown_instrument": "an instrument name the model cannot embed (the message names close ones)",
+    "no_capture": "a 'now' query, but the server was not started with --capture",
+    "library": "the library cannot be used (missing, empty, built with another model)",
+    "busy": "the query queue is full: try again shortly",
+    "shutting_down": "the server is stopping",
+    "internal": "an unexpected server error (logged)",
+}
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str):
+        assert code in ERROR_CODES, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def error_from_exception(error: BaseException) -> ProtocolError:
+    """The typed error a client gets for an exception raised while answering it."""
+    if isinstance(error, ProtocolError):
+        return error
+    if isinstance(error, UnknownLabelError):
+        return ProtocolError("unknown_instrument", str(error))
+    if isinstance(error, AudioError):
+        return ProtocolError("bad_audio", str(error))
+    if isinstance(error, (LibraryError, CheckpointError)):
+        return ProtocolError("library", str(error))
+    if isinstance(error, StemserverError):
+        return ProtocolError("bad_request", str(error))
+    return ProtocolError("internal", f"unexpected error ({type(error).__name__}); see the server log")
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    instrument: str
+    k: int = 10
+    seconds: float = 8.0
+    filters: Filters = Filters()
+
+
+def query_options(instrument, k=10, seconds=8.0, filters: dict | None = None) -> QueryOptions:
+    """Validate the parts of a query both protocols share."""
+    if not isinstance(instrument, str) or not instrument.strip():
+        raise ProtocolError("bad_request", "instrument must be a non-empty string, e.g. 'bass'")
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or int(k) != k or not 1 <= k <= MAX_K:
+        raise ProtocolError("bad_request", f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 2.0 <= seconds <= MAX_UPLOAD_SECONDS:
+        raise ProtocolError("bad_request", f"seconds must be from 2 to {MAX_UPLOAD_SECONDS:.0f}, got {seconds!r}")
+    return QueryOptions(instrument.strip(), int(k), float(seconds), parse_filters(filters or {}))
+
+
+_FILTER_KEYS = {"folder": str, "label": str, "min_duration": (int, float), "max_duration": (int, float),
+                "exclude": (str, list)}
+
+
+def parse_filters(raw: dict) -> Filters:
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_request", f"filters must be an object with keys from {', '.join(_FILTER_KEYS)}")
+    for key, value in raw.items():
+        if key not in _FILTER_KEYS:
+            raise ProtocolError("bad_request", f"unknown filter {key!r}; known: {', '.join(_FILTER_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, _FILTER_KEYS[key]):
+            raise ProtocolError("bad_request", f"filter {key} has the wrong type: {value!r}")
+    exclude = raw.get("exclude", ())
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    if not all(isinstance(p, str) for p in exclude):
+        raise ProtocolError("bad_request", "filter exclude must be a path or a list of paths")
+    return Filters(folder=raw.get("folder"), label=raw.get("label"), min_duration_s=raw.get("min_duration"),
+                   max_duration_s=raw.get("max_duration"), exclude=exclude)
+
+
+def check_pcm_format(sample_rate, channels, sample_format) -> None:
+    if sample_format not in SAMPLE_FORMATS:
+        raise ProtocolError("bad_audio", f"sample format must be one of {', '.join(SAMPLE_FORMATS)}, "
+                                         f"got {sample_format!r}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 8000 <= sample_rate <= MAX_UPLOAD_RATE:
+        raise ProtocolError("bad_audio", f"sample rate must be a whole number from 8000 to {MAX_UPLOAD_RATE}, "
+                                         f"got {sample_rate!r}")
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 8:
+        raise ProtocolError("bad_audio", f"channels must be 1 to 8, got {channels!r}")
+
+
+def pcm_to_samples(data: bytes, sample_rate, channels, sample_format) -> np.ndarray:
+    """Little-endian interleaved PCM -> float32 (frames, channels), validated."""
+    check_pcm_format(sample_rate, channels, sample_format)
+    dtype = SAMPLE_FORMATS[sample_format]
+    frame_bytes = dtype.itemsize * channels
+    if len(data) == 0 or len(data) % frame_bytes:
+        raise ProtocolError("bad_audio", f"{len(data)} bytes of audio is not a whole number of "
+                                         f"{channels}-channel {sample_format} frames")
+    frames = len(data) // frame_bytes
+    if frames > MAX_UPLOAD_SECONDS * sample_rate:
+        raise ProtocolError("too_large", f"{frames / sample_rate:.1f} s of audio; the limit is "
+                                         f"{MAX_UPLOAD_SECONDS:.0f} s (send the last seconds of the mix)")
+    samples = np.frombuffer(data, dtype=dtype).reshape(frames, channels)
+    if sample_format == "int16":
+        return samples.astype(np.float32) / 32768.0
+    return samples.astype(np.float32)
+
+
+def checked_audio_path(path) -> Path:
+    """A file-path query's path, if it is a regular audio file under the size limit."""
+    if not isinstance(path, str) or not path:
+        raise ProtocolError("bad_request", "path must be a non-empty string")
+    file = Path(path).expanduser()
+    if not file.is_absolute():
+        raise ProtocolError("bad_file", f"{path}: give an absolute path (the server's working folder is not yours)")
+    if file.suffix.lower() not in AUDIO_EXTENSIONS:
+        raise ProtocolError("bad_file", f"{path}: not an audio file name ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    try:
+        stat = file.stat()
+    except OSError:
+        raise ProtocolError("bad_file", f"{path}: no such file") from None
+    if not file.is_file():
+        raise ProtocolError("bad_file", f"{path}: not a regular file")
+    if stat.st_size > MAX_FILE_BYTES:
+        limit = MAX_FILE_BYTES >> 20
+        raise ProtocolError("bad_file", f"{path}: {stat.st_size >> 20} MiB is over the limit, {limit} MiB")
+    return file
+

@@ -1,0 +1,123 @@
+"""What the server does, whichever protocol asked: queries, status, reload, instruments.
+
+Both front ends (OSC, WebSocket) parse their messages into calls on one `Service`, so behaviour,
+limits and errors are the same on both wires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stemserver import __version__, audio
+from stemserver.engine import Engine, Query
+from stemserver.server.capture import LiveCapture
+from stemserver.server.protocol import PROTOCOL_VERSION, ProtocolError, QueryOptions, error_from_exception
+from stemserver.server.worker import Worker
+
+log = logging.getLogger("stemserver.server")
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    """Where a query's audio comes from: samples sent by the client, a file path, or live capture."""
+
+    samples: np.ndarray | None = None  # (frames, channels) float32
+    sample_rate: int | None = None
+    path: Path | None = None
+    live: bool = False
+
+
+class Service:
+    def __init__(self, engine: Engine, capture: LiveCapture | None = None, max_queue: int = 16, max_batch: int = 8):
+        self.engine = engine
+        self.capture = capture
+        self.worker = Worker(self._answer, max_queue=max_queue, max_batch=max_batch)
+        self.started = time.time()
+        self.answered = 0
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        if self.capture is not None:
+            self.capture.close()
+
+    async def query(self, source: AudioSource, options: QueryOptions) -> dict:
+        """Answer one query: the engine's result as a JSON-ready dict. Raises ProtocolError."""
+        if source.live and self.capture is None:
+            raise ProtocolError("no_capture", "this server has no live input: start it with --capture DEVICE")
+        try:
+            result = await self.worker.submit((source, options))
+        except ProtocolError:
+            raise
+        except Exception as e:
+            error = error_from_exception(e)
+            if error.code == "internal":
+                log.error("query failed", exc_info=e)
+            raise error from e
+        self.answered += 1
+        return result.to_dict()
+
+    def _answer(self, jobs: list[tuple[AudioSource, QueryOptions]]) -> list:
+        """Runs in the worker thread: prepare each query's audio, then one batched engine call."""
+        queries, results = [], [None] * len(jobs)
+        for i, (source, options) in enumerate(jobs):
+            try:
+                queries.append((i, Query(self._samples(source, options), options.instrument, options.k,
+                                         options.filters)))
+            except Exception as e:
+                results[i] = e
+        if queries:
+            try:
+                answers = self.engine.query_batch([q for _, q in queries])
+            except Exception:  # one bad query (e.g. an unknown instrument) must not fail the others
+                answers = []
+                for _, q in queries:
+                    try:
+                        answers.append(self.engine.query(q))
+                    except Exception as e:
+                        answers.append(e)
+            for (i, _), answer in zip(queries, answers):
+                results[i] = answer
+        return results
+
+    def _samples(self, source: AudioSource, options: QueryOptions) -> np.ndarray:
+        if source.path is not None:
+            samples, _ = audio.load(source.path, self.engine.sample_rate, self.engine.settings.max_audio_seconds)
+            return self.engine.prepare_query(samples, self.engine.sample_rate, options.seconds, source=source.path.name)
+        if source.live:
+            return self.engine.prepare_query(self.capture.last(options.seconds), self.capture.sample_rate,
+                                             options.seconds, source="live input")
+        return self.engine.prepare_query(source.samples, source.sample_rate, options.seconds, source="uploaded audio")
+
+    def ping(self) -> dict:
+        return {"version": __version__, "protocol": PROTOCOL_VERSION}
+
+    def status(self) -> dict:
+        index = self.engine.index
+        return {
+            "version": __version__, "protocol": PROTOCOL_VERSION, "device": str(self.engine.device),
+            "checkpoint": self.engine.checkpoint_path.name, "library_files": len(index.files),
+            "library_windows": len(index), "index_generation": index.info["generation"],
+            "queue_depth": self.worker.depth, "answered": self.answered,
+            "uptime_s": round(time.time() - self.started, 1),
+            "capture": self.capture.device_name if self.capture else None,
+        }
+
+    async def reload(self) -> dict:
+        """Switch to the library's newest index (off the event loop: it reads files)."""
+        try:
+            info = await asyncio.get_running_loop().run_in_executor(None, self.engine.reload)
+        except Exception as e:
+            raise error_from_exception(e) from e
+        return {"generation": info["generation"], "files": info["files"], "windows": info["windows"]}
+
+    def instruments(self) -> list[str]:
+        return self.engine.known_instruments()
