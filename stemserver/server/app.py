@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from stemserver.server.websocket import WebSocketServer
 
 log = logging.getLogger("stemserver.server")
 SHUTDOWN_GRACE_S = 10.0
+UDP_RECEIVE_BUFFER = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ async def _run(service: Service, options: ServerOptions) -> None:
     service.start()
     osc = OscServer(service, options.token)
     transport, _ = await loop.create_datagram_endpoint(lambda: osc, local_addr=(options.host, options.osc_port))
+    # A streamed upload arrives as a burst of 8 KB datagrams; the default receive buffer (~200 KB
+    # on Linux) overflows and drops chunks. Ask for 4 MB (the OS may cap it; clients should pace).
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
     websocket = await WebSocketServer(service, options.token).start(options.host, options.ws_port)
     osc_port = transport.get_extra_info("sockname")[1]
     ws_port = next(iter(websocket.sockets)).getsockname()[1]

@@ -39,6 +39,8 @@ def osc_message(address: str, *args) -> bytes:
             builder.add_arg(arg, "i" if -(2**31) <= arg < 2**31 else "h")
         elif isinstance(arg, float):
             builder.add_arg(arg, "f")
+        elif isinstance(arg, bytes):
+            builder.add_arg(arg, "b")
         else:
             builder.add_arg(str(arg), "s")
     return builder.build().dgram
@@ -149,8 +151,9 @@ class OscServer(asyncio.DatagramProtocol):
             raise ProtocolError("bad_request", f"{name} needs {minimum} arguments, got {len(args)}")
         for i, (value, kind) in enumerate(zip(args, types)):
             if isinstance(value, bool) or not isinstance(value, kind):
-                raise ProtocolError("bad_request", f"{name}: argument {i + 1} has the wrong type ({value!r})")
-        return args
+                shown = repr(value) if len(repr(value)) < 40 else f"a {type(value).__name__}"
+                raise ProtocolError("bad_request", f"{name}: argument {i + 1} has the wrong type ({shown})")
+        return args[: len(types)]
 
     def _ping(self, args, sender):
         request_id = args[0] if args else ""

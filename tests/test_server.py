@@ -1,0 +1,538 @@
+"""The server as a user runs it: a real subprocess on loopback, real OSC and WebSocket clients,
+python-osc's and liblo's (an independent OSC implementation), and real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import melody
+from pythonosc.osc_packet import OscPacket
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from stemserver import __version__
+from stemserver.checkpoint import load_checkpoint
+from stemserver.embedding import stem_embedder
+from stemserver.files import sha256_file
+from stemserver.index import build_index
+from stemserver.library import Library
+from stemserver.server.osc import osc_message
+
+RATE = 16_000
+DOCS = Path(__file__).parent.parent / "docs" / "protocol.md"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, identity_checkpoint: Path) -> Path:
+    root = tmp_path_factory.mktemp("samples")
+    for seed in range(4):
+        soundfile.write(root / f"line{seed}.wav", melody(20.0, seed), RATE)
+    library_dir = tmp_path_factory.mktemp("library")
+    model = load_checkpoint(identity_checkpoint).build_model()
+    with Library(library_dir, create=True) as lib:
+        lib.scan([root], stem_embedder(model, model.encoder.norm.weight.device), sha256_file(identity_checkpoint),
+                 identity_checkpoint.name, progress=False)
+        build_index(lib, progress=False)
+    return library_dir
+
+
+class Server:
+    """`stemserver serve` in a subprocess on free ports."""
+
+    def __init__(self, checkpoint: Path, library: Path, *extra: str):
+        # The log goes to a file: a pipe nobody reads would fill up and block the server.
+        self.log_file = tempfile.NamedTemporaryFile("w+", suffix=".log")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stemserver", "serve", "--checkpoint", str(checkpoint), "--library", str(library),
+             "--osc-port", "0", "--ws-port", "0", "--device", "cpu", "--threads", "1", *extra],
+            stdout=subprocess.PIPE, stderr=self.log_file, text=True,
+            env={**os.environ, "STEMSERVER_CONFIG": ""},
+        )
+        line = self.process.stdout.readline()
+        match = re.match(r"stemserver: ready osc://([\d.]+):(\d+) ws://([\d.]+):(\d+)", line)
+        if not match:
+            self.process.kill()
+            raise RuntimeError(f"server did not start: {line!r} {self.log}")
+        self.osc = ("127.0.0.1", int(match.group(2)))
+        self.ws = f"ws://127.0.0.1:{match.group(4)}"
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    @property
+    def log(self) -> str:
+        return Path(self.log_file.name).read_text()
+
+
+@pytest.fixture(scope="module")
+def server(identity_checkpoint: Path, library: Path):
+    server = Server(identity_checkpoint, library)
+    yield server
+    assert server.stop() == 0
+
+
+class OscClient:
+    """A UDP socket that sends OSC and collects the replies for one request id."""
+
+    def __init__(self, server_address):
+        self.server = server_address
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(30)
+
+    def send(self, address: str, *args) -> None:
+        self.sock.sendto(osc_message(address, *args), self.server)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendto(data, self.server)
+
+    def receive(self) -> tuple[str, list]:
+        data, _ = self.sock.recvfrom(65536)
+        message = OscPacket(data).messages[0].message
+        return message.address, list(message.params)
+
+    def until(self, request_id, last: str = "/stemserver/done") -> list[tuple[str, list]]:
+        """Replies for `request_id` until `last` or an error."""
+        replies = []
+        while True:
+            address, args = self.receive()
+            if args and args[0] == request_id:
+                replies.append((address, args))
+                if address in (last, "/stemserver/error"):
+                    return replies
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def osc(server):
+    client = OscClient(server.osc)
+    yield client
+    client.close()
+
+
+def write_mix(path: Path, seed: int, shift_s: float, rate: int = RATE) -> np.ndarray:
+    mix = melody(20.0, seed)[int(shift_s * RATE) : int((shift_s + 8) * RATE)]
+    soundfile.write(path, mix, rate)
+    return mix
+
+
+def results_of(replies) -> list[list]:
+    assert replies[-1][0] == "/stemserver/done", replies[-1]
+    return [args for address, args in replies if address == "/stemserver/result"]
+
+
+def test_ping_and_status(osc):
+    osc.send("/stemserver/ping", "p1")
+    address, args = osc.receive()
+    assert address == "/stemserver/pong" and args[0] == "p1" and args[2] == 1
+    osc.send("/stemserver/status", 7)
+    address, args = osc.receive()
+    status = dict(zip(args[1::2], args[2::2]))
+    assert address == "/stemserver/status" and args[0] == 7
+    assert status["library_files"] == 4 and status["device"] == "cpu"
+
+
+def test_file_path_query_over_osc(osc, tmp_path: Path):
+    write_mix(tmp_path / "mix.wav", seed=2, shift_s=4.8)
+    osc.send("/stemserver/query/file", "q1", str(tmp_path / "mix.wav"), "bass", 4, "label", "line2")
+    results = results_of(osc.until("q1"))
+    assert len(results) == 1
+    request_id, rank, path, score, offset_s, offset_at_end_s, alignment, duration, label, loop = results[0]
+    assert (rank, Path(path).name, loop) == (1, "line2.wav", 0)
+    assert offset_s == pytest.approx(4.8, abs=0.02) and offset_at_end_s == pytest.approx(12.8, abs=0.02)
+    assert duration == pytest.approx(20.0)
+
+
+def stream(osc: OscClient, request_id, samples: np.ndarray, order=None, drop=(), repeat=(), filters=("label", "line1")):
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    chunks = [pcm[i : i + 8192] for i in range(0, len(pcm), 8192)]
+    osc.send("/stemserver/stream/begin", request_id, RATE, 1, "int16", "bass", 2, *filters)
+    for seq in order if order is not None else range(len(chunks)):
+        if seq not in drop:
+            osc.send("/stemserver/stream/chunk", request_id, seq, chunks[seq])
+        if seq in repeat:
+            osc.send("/stemserver/stream/chunk", request_id, seq, chunks[seq])
+    osc.send("/stemserver/stream/end", request_id, len(chunks))
+    return len(chunks)
+
+
+def test_streamed_chunks_out_of_order_give_the_same_answer(osc):
+    mix = melody(20.0, 1)[int(6.4 * RATE) : int(14.4 * RATE)]
+    count = len(mix) * 2 // 8192 + 1
+    order = list(reversed(range(count)))
+    stream(osc, "s1", mix, order=order)
+    (result,) = results_of(osc.until("s1"))
+    assert Path(result[2]).name == "line1.wav" and result[4] == pytest.approx(6.4, abs=0.02)
+
+
+def test_a_missing_chunk_is_named(osc):
+    stream(osc, "s2", melody(8.0, 3), drop=(3, 5))
+    ((address, args),) = osc.until("s2")
+    assert address == "/stemserver/error" and args[1] == "missing_chunks" and "3, 5" in args[2]
+
+
+def test_a_duplicate_chunk_discards_the_upload(osc):
+    stream(osc, "s3", melody(8.0, 3), repeat=(2,))
+    replies = osc.until("s3")
+    assert replies[0][1][1:3] == ["duplicate_chunk", replies[0][1][2]] and "chunk 2" in replies[0][1][2]
+    address, args = osc.until("s3")[0]  # the end message then finds no upload
+    assert args[1] == "unknown_upload"
+
+
+def test_float_lists_for_clients_without_blobs(osc):
+    mix = melody(20.0, 0)[int(3.2 * RATE) : int(5.6 * RATE)]  # 2.4 s: the minimum is 2 s
+    osc.send("/stemserver/stream/begin", "f1", RATE, 1, "float32", "bass", 1, "label", "line0")
+    pieces = [mix[i : i + 400] for i in range(0, len(mix), 400)]
+    for seq, piece in enumerate(pieces):
+        osc.send("/stemserver/stream/floats", "f1", seq, *[float(x) for x in piece])
+    osc.send("/stemserver/stream/end", "f1", len(pieces))
+    (result,) = results_of(osc.until("f1"))
+    assert Path(result[2]).name == "line0.wav"
+
+
+def test_a_registered_reply_port_receives_the_replies(server, osc):
+    listener = OscClient(server.osc)
+    try:
+        osc.send("/stemserver/register", listener.sock.getsockname()[1])
+        # the confirmation already goes to the registered port
+        assert listener.receive() == ("/stemserver/registered", [listener.sock.getsockname()[1]])
+        osc.send("/stemserver/ping", "r1")
+        assert listener.receive()[0] == "/stemserver/pong"
+    finally:
+        osc.send("/stemserver/register", osc.sock.getsockname()[1])
+        assert osc.receive()[0] == "/stemserver/registered"
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "address, args, code",
+    [
+        ("/stemserver/query/file", ["e1", "/no/such/file.wav", "bass", 3], "bad_file"),
+        ("/stemserver/query/file", ["e1", "/etc/passwd", "bass", 3], "bad_file"),
+        ("/stemserver/query/file", ["e1", "relative.wav", "bass", 3], "bad_file"),
+        ("/stemserver/query/file", ["e1", 42, "bass", 3], "bad_request"),
+        ("/stemserver/query/file", ["e1"], "bad_request"),
+        ("/stemserver/query/now", ["e1", "bass", 3], "no_capture"),
+        ("/stemserver/stream/begin", ["e1", 16000, 1, "int24", "bass", 3], "bad_audio"),
+        ("/stemserver/stream/chunk", ["e1", 0, b"\x00\x00"], "unknown_upload"),
+        ("/stemserver/nope", ["e1"], "unknown_address"),
+        ("/stemserver/query/file", ["e1", "/tmp/x.wav", "bass", 0], "bad_request"),
+    ],
+)
+def test_malformed_messages_get_typed_errors(osc, address, args, code):
+    osc.send(address, *args)
+    reply_address, reply = osc.receive()
+    assert reply_address == "/stemserver/error" and reply[0] == "e1" and reply[1] == code, reply
+
+
+def test_nan_audio_and_unknown_instruments(osc, tmp_path: Path):
+    samples = melody(8.0, 1)
+    samples[100] = np.nan
+    osc.send("/stemserver/stream/begin", "n1", RATE, 1, "float32", "bass", 1)
+    pcm = samples.astype("<f4").tobytes()
+    chunks = [pcm[i : i + 8192] for i in range(0, len(pcm), 8192)]
+    for seq, chunk in enumerate(chunks):
+        osc.send("/stemserver/stream/chunk", "n1", seq, chunk)
+    osc.send("/stemserver/stream/end", "n1", len(chunks))
+    ((_, args),) = osc.until("n1")
+    assert args[1] == "bad_audio" and "NaN" in args[2]
+    write_mix(tmp_path / "mix.wav", 0, 1.0)
+    osc.send("/stemserver/query/file", "n2", str(tmp_path / "mix.wav"), "basoon", 2)
+    ((_, args),) = osc.until("n2")
+    assert args[1] == "unknown_instrument" and "'bass'" in args[2]
+
+
+def test_garbage_datagrams_never_kill_the_server(osc):
+    rng = np.random.default_rng(0)
+    for i in range(5000):
+        kind = i % 4
+        if kind == 0:
+            data = rng.bytes(int(rng.integers(1, 600)))
+        elif kind == 1:
+            data = b"/stemserver/query/file\x00\x00,sis\x00" + rng.bytes(int(rng.integers(0, 40)))
+        elif kind == 2:
+            data = osc_message("/stemserver/stream/chunk", "g", int(rng.integers(-5, 5)), rng.bytes(10))
+        else:
+            data = osc_message(rng.choice(["/stemserver/query/file", "/x", "/stemserver/register"]),
+                               *[float(v) for v in rng.normal(size=int(rng.integers(0, 5)))])
+        osc.send_raw(data)
+        if i % 500 == 499:  # drain replies so the client's socket buffer never fills
+            osc.sock.settimeout(0.05)
+            try:
+                while True:
+                    osc.sock.recvfrom(65536)
+            except TimeoutError:
+                pass
+            osc.sock.settimeout(30)
+    time.sleep(0.5)
+    osc.sock.settimeout(0.2)
+    try:
+        while True:
+            osc.sock.recvfrom(65536)
+    except TimeoutError:
+        pass
+    osc.sock.settimeout(30)
+    osc.send("/stemserver/ping", "alive")
+    assert osc.until("alive", last="/stemserver/pong")[-1][0] == "/stemserver/pong"
+
+
+def ws_query(url: str, header: dict, pcm: bytes | None = None, single_frame: bool = False) -> dict:
+    with connect(url, max_size=None) as ws:
+        if pcm is None:
+            ws.send(json.dumps(header))
+        elif single_frame:
+            head = json.dumps(header).encode()
+            ws.send(b"SSQ1" + struct.pack(">I", len(head)) + head + pcm)
+        else:
+            ws.send(json.dumps(header))
+            ws.send(pcm)
+        return json.loads(ws.recv(timeout=60))
+
+
+@pytest.mark.parametrize("single_frame", [False, True])
+def test_websocket_query_with_pcm(server, single_frame):
+    mix = melody(20.0, 3)[int(9.6 * RATE) : int(17.6 * RATE)]
+    stereo_44k = np.repeat(np.repeat(mix, 2)[:, None], 2, axis=1)  # 32 kHz stereo float32
+    header = {"type": "query", "id": "w1", "instrument": "bass", "k": 2, "sample_rate": 32_000, "channels": 2,
+              "format": "float32", "filters": {"label": "line3"}}
+    reply = ws_query(server.ws, header, stereo_44k.astype("<f4").tobytes(), single_frame)
+    assert reply["type"] == "result" and reply["id"] == "w1"
+    (match,) = reply["matches"]
+    assert Path(match["path"]).name == "line3.wav" and match["offset_s"] == pytest.approx(9.6, abs=0.16)
+    assert set(reply["timings_ms"]) >= {"encoder", "predictor", "search", "offsets", "total"}
+
+
+def test_websocket_control_messages_and_errors(server, tmp_path: Path):
+    write_mix(tmp_path / "mix.flac", 0, 2.0)
+    assert ws_query(server.ws, {"type": "ping", "id": 1})["type"] == "pong"
+    assert "bass" in ws_query(server.ws, {"type": "instruments", "id": 2})["instruments"]
+    assert ws_query(server.ws, {"type": "status", "id": 3})["library_files"] == 4
+    file_reply = ws_query(server.ws, {"type": "query_file", "id": 4, "path": str(tmp_path / "mix.flac"),
+                                      "instrument": "bass", "k": 4})
+    assert len(file_reply["matches"]) == 4
+    with connect(server.ws) as ws:
+        for frame, code in [("{not json", "bad_json"), ("[1, 2]", "bad_json"),
+                            (json.dumps({"type": "dance", "id": 5}), "unknown_address"),
+                            (json.dumps({"type": "query", "id": 6, "instrument": "", "k": 2}), "bad_request"),
+                            (json.dumps({"type": "query_now", "id": 7, "instrument": "bass"}), "no_capture")]:
+            ws.send(frame)
+            reply = json.loads(ws.recv(timeout=30))
+            assert reply["type"] == "error" and reply["code"] == code, (frame, reply)
+        ws.send(json.dumps({"type": "query", "id": 8, "instrument": "bass", "k": 1, "sample_rate": 16000,
+                            "channels": 1, "format": "int16"}))
+        ws.send(b"\x00" * 3)  # not a whole number of int16 frames
+        assert json.loads(ws.recv(timeout=30))["code"] == "bad_audio"
+        ws.send(b"\x01\x02\x03")  # a binary frame with no query before it
+        assert json.loads(ws.recv(timeout=30))["code"] == "bad_request"
+
+
+def test_an_oversized_websocket_frame_closes_only_that_connection(server):
+    with connect(server.ws, max_size=None) as ws:
+        ws.send(json.dumps({"type": "query", "id": 9, "instrument": "bass", "k": 1, "sample_rate": 48000,
+                            "channels": 2, "format": "float32"}))
+        with pytest.raises(ConnectionClosed):
+            ws.send(b"\x00" * (12 * 1024 * 1024 + 1))
+            ws.recv(timeout=30)
+    assert ws_query(server.ws, {"type": "ping", "id": 10})["type"] == "pong"
+
+
+def test_twenty_concurrent_clients_are_all_answered(identity_checkpoint: Path, library: Path, tmp_path: Path):
+    server = Server(identity_checkpoint, library, "--queue", "4")
+    try:
+        write_mix(tmp_path / "mix.wav", 1, 3.2)
+
+        def client(n: int) -> list[str]:
+            osc = OscClient(server.osc)
+            outcomes = []
+            try:
+                for i in range(10):
+                    request_id = f"c{n}-{i}"
+                    osc.send("/stemserver/query/file", request_id, str(tmp_path / "mix.wav"), "bass", 2)
+                    address, args = osc.until(request_id)[-1]
+                    outcomes.append("result" if address == "/stemserver/done" else args[1])
+            finally:
+                osc.close()
+            return outcomes
+
+        with ThreadPoolExecutor(20) as pool:
+            outcomes = [o for result in pool.map(client, range(20)) for o in result]
+        assert len(outcomes) == 200  # every query answered: none lost
+        assert set(outcomes) <= {"result", "busy"} and outcomes.count("result") >= 20
+    finally:
+        assert server.stop() == 0
+
+
+def test_busy_when_the_queue_is_full(identity_checkpoint: Path, library: Path, tmp_path: Path):
+    server = Server(identity_checkpoint, library, "--queue", "1")
+    try:
+        write_mix(tmp_path / "mix.wav", 1, 3.2)
+        osc = OscClient(server.osc)
+        for i in range(30):  # sent at once: far more than one queued and one running
+            osc.send("/stemserver/query/file", i, str(tmp_path / "mix.wav"), "bass", 2)
+        outcomes = {}
+        while len(outcomes) < 30:
+            address, args = osc.receive()
+            if address in ("/stemserver/done", "/stemserver/error"):
+                outcomes[args[0]] = "result" if address == "/stemserver/done" else args[1]
+        assert "busy" in outcomes.values() and "result" in outcomes.values()
+        osc.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_library_reload_while_queries_run(identity_checkpoint: Path, library: Path, tmp_path: Path):
+    server = Server(identity_checkpoint, library)
+    stop, errors, answered = threading.Event(), [], []
+    write_mix(tmp_path / "mix.wav", 2, 1.6)
+
+    def keep_querying():
+        osc = OscClient(server.osc)
+        i = 0
+        while not stop.is_set():
+            i += 1
+            osc.send("/stemserver/query/file", i, str(tmp_path / "mix.wav"), "bass", 2)
+            address, args = osc.until(i)[-1]
+            (answered if address == "/stemserver/done" else errors).append(args)
+        osc.close()
+
+    thread = threading.Thread(target=keep_querying)
+    thread.start()
+    try:
+        extra = tmp_path / "more"
+        extra.mkdir()
+        soundfile.write(extra / "new.wav", melody(10.0, 42), RATE)
+        model = load_checkpoint(identity_checkpoint).build_model()
+        with Library(library) as lib:
+            lib.scan([extra], stem_embedder(model, model.encoder.norm.weight.device),
+                     sha256_file(identity_checkpoint), identity_checkpoint.name, progress=False)
+            build_index(lib, progress=False)
+        osc = OscClient(server.osc)
+        osc.send("/stemserver/reload", "rl")
+        (address, args), = osc.until("rl", last="/stemserver/reloaded")
+        assert address == "/stemserver/reloaded" and args[2] == 5
+        time.sleep(0.5)
+        osc.close()
+    finally:
+        stop.set()
+        thread.join()
+        with Library(library) as lib:  # leave the shared library as the other tests expect it
+            lib.remove([extra / "new.wav"])
+            build_index(lib, progress=False)
+        assert server.stop() == 0
+    assert errors == [] and len(answered) > 0
+
+
+def test_a_token_is_required_off_loopback(identity_checkpoint: Path, library: Path):
+    refused = subprocess.run([sys.executable, "-m", "stemserver", "serve", "--checkpoint", str(identity_checkpoint),
+                              "--library", str(library), "--host", "0.0.0.0", "--osc-port", "0", "--ws-port", "0"],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "STEMSERVER_CONFIG": ""})
+    assert refused.returncode == 1 and "--token" in refused.stderr
+
+    server = Server(identity_checkpoint, library, "--host", "0.0.0.0", "--token", "s3cret")
+    try:
+        osc = OscClient(server.osc)
+        osc.send("/stemserver/ping", "t1")
+        assert osc.receive()[1][1] == "unauthorized"
+        osc.send("/stemserver/ping", "s3cret", "t2")
+        assert osc.receive() == ("/stemserver/pong", ["t2", __version__, 1])
+        with pytest.raises(InvalidStatus):
+            ws_query(server.ws, {"type": "ping", "id": 1})
+        assert ws_query(server.ws + "?token=s3cret", {"type": "ping", "id": 2})["type"] == "pong"
+        osc.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_during_a_query_answers_it_and_exits_cleanly(identity_checkpoint: Path, library: Path,
+                                                              tmp_path: Path):
+    server = Server(identity_checkpoint, library)
+    write_mix(tmp_path / "mix.wav", 0, 0.0)
+    osc = OscClient(server.osc)
+    for i in range(6):
+        osc.send("/stemserver/query/file", i, str(tmp_path / "mix.wav"), "bass", 3)
+    time.sleep(0.05)
+    server.process.send_signal(signal.SIGTERM)
+    outcomes = {}
+    while len(outcomes) < 6:
+        address, args = osc.receive()  # every query is answered: a result or shutting_down, never silence
+        if address in ("/stemserver/done", "/stemserver/error"):
+            outcomes[args[0]] = "result" if address == "/stemserver/done" else args[1]
+    assert set(outcomes.values()) <= {"result", "shutting_down"}
+    assert server.process.wait(timeout=30) == 0
+    osc.close()
+
+
+def test_the_cli_client_over_both_protocols(server, tmp_path: Path):
+    write_mix(tmp_path / "mix.wav", 3, 4.8)
+    for url in (f"osc://127.0.0.1:{server.osc[1]}", server.ws):
+        result = subprocess.run([sys.executable, "-m", "stemserver", "query", str(tmp_path / "mix.wav"), "-i", "bass",
+                                 "-k", "1", "--label", "line3", "--server", url, "--json"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        (match,) = json.loads(result.stdout)["matches"]
+        assert Path(match["path"]).name == "line3.wav" and match["offset_s"] == pytest.approx(4.8, abs=0.02)
+    failed = subprocess.run([sys.executable, "-m", "stemserver", "query", str(tmp_path / "mix.wav"), "-i", "zzz",
+                             "--server", server.ws], capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "unknown_instrument" in failed.stderr
+    nobody = subprocess.run([sys.executable, "-m", "stemserver", "query", str(tmp_path / "mix.wav"), "-i", "bass",
+                             "--server", "ws://127.0.0.1:9", "--timeout", "5"], capture_output=True, text=True)
+    assert nobody.returncode == 1 and "is `stemserver serve` running" in nobody.stderr
+
+
+def status(osc: OscClient) -> dict:
+    osc.send("/stemserver/status", "st")
+    (_, args), = osc.until("st", last="/stemserver/status")
+    return dict(zip(args[1::2], args[2::2]))
+
+
+@pytest.mark.skipif(not shutil.which("oscsend") or not shutil.which("oscdump"), reason="liblo-tools not installed")
+def test_liblo_tools_interoperate(server, osc, tmp_path: Path):
+    """liblo is an independent OSC implementation: its messages must parse here, and ours there."""
+    write_mix(tmp_path / "mix.wav", 1, 2.0)
+    answered = status(osc)["answered"]
+    port = str(server.osc[1])
+    subprocess.run(["oscsend", "127.0.0.1", port, "/stemserver/query/file", "sssi", "lq", str(tmp_path / "mix.wav"),
+                    "bass", "2"], check=True, timeout=30)
+    deadline = time.monotonic() + 30
+    while status(osc)["answered"] == answered and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status(osc)["answered"] == answered + 1  # liblo's query was parsed and answered
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        dump_port = probe.getsockname()[1]
+    dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        osc.send("/stemserver/register", dump_port)
+        time.sleep(0.2)  # the confirmation itself already goes to oscdump
+        osc.send("/stemserver/query/file", "ld", str(tmp_path / "mix.wav"), "bass", 2, "label", "line1")
+        lines = []
+        while not any("/stemserver/done" in line for line in lines):
+            lines.append(dump.stdout.readline())
+    finally:
+        dump.kill()
+        osc.send("/stemserver/register", osc.sock.getsockname()[1])
+        assert osc.receive()[0] == "/stemserver/registered"
+    results = [line for line in lines if " /stemserver/result " in line]  # oscdump: "<timetag> <address> ..."
+    assert len(results) == 1 and '"ld" 1 ' in results[0] and "line1.wav" in results[0]
