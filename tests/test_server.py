@@ -33,6 +33,7 @@ from stemserver.files import sha256_file
 from stemserver.index import build_index
 from stemserver.library import Library
 from stemserver.server.osc import osc_message
+from stemserver.server.websocket import MESSAGE_TYPES
 
 RATE = 16_000
 DOCS = Path(__file__).parent.parent / "docs" / "protocol.md"
@@ -536,3 +537,12 @@ def test_liblo_tools_interoperate(server, osc, tmp_path: Path):
         assert osc.receive()[0] == "/stemserver/registered"
     results = [line for line in lines if " /stemserver/result " in line]  # oscdump: "<timetag> <address> ..."
     assert len(results) == 1 and '"ld" 1 ' in results[0] and "line1.wav" in results[0]
+
+
+def test_every_documented_websocket_type_is_handled(server):
+    """Each type gets its own reply or a typed error about its arguments, never unknown_address."""
+    with connect(server.ws) as ws:
+        for kind in MESSAGE_TYPES:
+            ws.send(json.dumps({"type": kind, "id": kind}))  # no instrument: queries are refused at once
+            reply = json.loads(ws.recv(timeout=30))
+            assert reply["id"] == kind and reply.get("code") != "unknown_address", reply

@@ -30,6 +30,7 @@ from stemserver.server.service import AudioSource, Service
 
 log = logging.getLogger("stemserver.server")
 MAGIC = b"SSQ1"
+MESSAGE_TYPES = ("ping", "status", "instruments", "reload", "query", "query_file", "query_now")
 MAX_MESSAGE_BYTES = int(MAX_UPLOAD_SECONDS * 48_000 * 2 * 4) + 64 * 1024
 
 
@@ -100,7 +101,7 @@ class WebSocketServer:
             self._spawn(connection, message, self._query(connection, request_id, AudioSource(live=True),
                                                          _options(message)))
         else:
-            raise ProtocolError("unknown_address", f"unknown message type {kind!r}; see docs/protocol.md")
+            raise ProtocolError("unknown_address", f"unknown message type {kind!r}: one of {', '.join(MESSAGE_TYPES)}")
         return None
 
     def _spawn(self, connection: ServerConnection, message: dict, coroutine) -> None:
