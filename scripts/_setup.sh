@@ -8,11 +8,12 @@ VENV=${STEMSERVER_VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 
 install_system_packages() {  # args: PACKAGE:CHECK pairs; installs the Debian PACKAGE when CHECK
-                             # (a command name, or an absolute path) is missing
+                             # (a command name, an absolute path, or lib:SONAME) is missing
     local missing=()
     for pair in "$@"; do
         local package=${pair%%:*} check=${pair#*:}
         if [[ $check == /* ]]; then [ -e "$check" ] && continue
+        elif [[ $check == lib:* ]]; then ldconfig -p 2>/dev/null | grep -q "${check#lib:}" && continue
         else command -v "$check" >/dev/null 2>&1 && continue; fi
         missing+=("$package")
     done
@@ -29,6 +30,9 @@ install_system_packages() {  # args: PACKAGE:CHECK pairs; installs the Debian PA
             case $package in
                 fluidsynth) formulae+=(fluid-synth) ;;
                 fluid-soundfont-gm) echo "note: no Homebrew soundfont; pass any General MIDI .sf2 with --soundfont" ;;
+                liblo-tools) formulae+=(liblo) ;;
+                jackd2) formulae+=(jack) ;;
+                libportaudio2) formulae+=(portaudio) ;;
                 *) formulae+=("$package") ;;
             esac
         done

@@ -2,6 +2,7 @@
 # Install everything the tests need (system packages, a virtualenv in .venv) and run the whole
 # test suite. Extra arguments go to pytest, e.g. scripts/test.sh -k audio -x
 source "$(dirname "$0")/_setup.sh"
-install_system_packages ffmpeg:ffmpeg fluidsynth:fluidsynth fluid-soundfont-gm:/usr/share/sounds/sf2/FluidR3_GM.sf2
+install_system_packages ffmpeg:ffmpeg fluidsynth:fluidsynth fluid-soundfont-gm:/usr/share/sounds/sf2/FluidR3_GM.sf2 \
+    liblo-tools:oscsend jackd2:jackd libportaudio2:lib:libportaudio.so.2
 install_python_packages "text,test"
 exec "$VENV/bin/python" -m pytest "$@"

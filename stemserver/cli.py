@@ -112,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--queue", type=int, default=16, help="queries that may wait before 'busy' (default 16)")
     serve.set_defaults(run=_serve)
 
+    from training import evaluate  # the trainer reuses stemserver, never the reverse: only the CLI mounts it
+
+    evaluation = verbs.add_parser("eval", parents=[common], help="measure retrieval on a prepared dataset",
+                                  description="The retrieval protocol of Stem-JEPA on a prepared dataset split: "
+                                  "R@1/5/10, normalised ranks, per-label tables, the contrastive baseline, "
+                                  "a confusion matrix and the alignment curve (docs/evaluation.md).")
+    evaluate.add_arguments(evaluation, common=False)
+    evaluation.set_defaults(run=evaluate.run)
+
     config = verbs.add_parser("config", parents=[common], help="print the effective settings as commented YAML",
                               description="Print the settings in effect (defaults, the config file, then flags) "
                               "as YAML with each key documented: a valid config file to start from.")

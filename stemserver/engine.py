@@ -1,7 +1,8 @@
 """One query, end to end: a mix and an instrument name in, ranked stems with offsets out.
 
-The CLI, the server and the evaluation all answer queries through `Engine`, so there is exactly
-one place where a query's steps and their order live:
+The CLI and the server answer queries through `Engine`, so there is exactly one place where a
+query's steps and their order live (the evaluation, which needs no library, reuses the same
+representation functions from stemserver.embedding):
 
     mix (last N s) -> log-mel -> encoder -> predictor(instrument) -> query vector + columns
         -> library candidates -> exact re-rank -> best offset of each of the top k

@@ -546,3 +546,62 @@ def test_every_documented_websocket_type_is_handled(server):
             ws.send(json.dumps({"type": kind, "id": kind}))  # no instrument: queries are refused at once
             reply = json.loads(ws.recv(timeout=30))
             assert reply["id"] == kind and reply.get("code") != "unknown_address", reply
+
+
+@pytest.fixture
+def jack_server():
+    """A JACK server with the dummy driver: a real audio device on a machine with no sound card."""
+    if not shutil.which("jackd"):
+        pytest.skip("jackd (jackd2) is not installed")
+    sounddevice = pytest.importorskip("sounddevice")
+    name = f"stemserver-test-{os.getpid()}"
+    os.environ["JACK_DEFAULT_SERVER"] = name  # this process's PortAudio and the server's both use it
+    jack = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["jack_lsp"], capture_output=True, env=os.environ).returncode != 0:
+            assert time.monotonic() < deadline, "jackd did not start"
+            time.sleep(0.2)
+        sounddevice._terminate()  # PortAudio lists JACK devices only if the server ran when it initialised
+        sounddevice._initialize()
+        yield sounddevice
+    finally:
+        sounddevice._terminate()  # PortAudio must let go of JACK before JACK goes away (else it aborts)
+        jack.terminate()
+        jack.wait(timeout=10)
+        del os.environ["JACK_DEFAULT_SERVER"]
+        sounddevice._initialize()
+
+
+def test_live_capture_answers_a_now_query(jack_server, identity_checkpoint: Path, library: Path):
+    line = melody(20.0, 2)
+    at_48k = np.repeat(line, 3)  # the JACK dummy runs at 48 kHz only: the server must resample
+    played = [0]
+
+    def play(out, frames, time_info, status):
+        index = (np.arange(frames) + played[0]) % len(at_48k)
+        out[:, 0] = at_48k[index]
+        played[0] += frames
+
+    player = jack_server.OutputStream(device="system", samplerate=48_000, channels=1, callback=play)
+    player.start()  # this process's JACK client is "PortAudio"; the server's gets another name
+    server = Server(identity_checkpoint, library, "--capture", "system", "--capture-seconds", "10")
+    try:
+        ports = subprocess.run(["jack_lsp"], capture_output=True, text=True, env=os.environ).stdout.split()
+        server_inputs = [p for p in ports if re.match(r"PortAudio-?\d*:in_\d", p) and not p.startswith("PortAudio:")]
+        assert server_inputs, ports
+        for port in server_inputs:
+            subprocess.run(["jack_disconnect", "system:capture_1", port], env=os.environ)
+            subprocess.run(["jack_connect", "PortAudio:out_0", port], check=True, env=os.environ)
+        time.sleep(9)  # let 8 s of the melody reach the ring buffer
+        osc = OscClient(server.osc)
+        assert status(osc)["capture"] == "system"
+        osc.send("/stemserver/query/now", "now", "bass", 1, "label", "line2")
+        (result,) = results_of(osc.until("now"))
+        assert Path(result[2]).name == "line2.wav"
+        osc.close()
+    finally:
+        player.stop()
+        player.close()
+        assert server.stop() == 0

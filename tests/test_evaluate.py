@@ -1,0 +1,324 @@
+"""The retrieval evaluation: metrics on hand-made embeddings with known answers, the protocol on a
+tiny prepared dataset checked against the product's own embedding functions, and the command
+line end to end (report files, JSON, PNGs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torch.nn.functional as F
+from conftest import TEXT_DIM, make_identity_predictor, melody, tiny_config
+
+from stemserver.alignment import centred_unit_columns
+from stemserver.checkpoint import Checkpoint, load_checkpoint
+from stemserver.embedding import embed_audio, mean_vector, predicted_columns, stem_columns
+from stemserver.model import StemJEPA
+from stemserver.text import LabelEmbedder
+from training.cache import build_cache
+from training.datasets import read_dataset
+from training.evaluate import (
+    CATEGORIES,
+    alignment_curves,
+    category_shares,
+    chance_metrics,
+    confusion_matrix,
+    embed_targets,
+    evaluate,
+    level_label,
+    main,
+    nearest_neighbour_categories,
+    rank_targets,
+    retrieval_metrics,
+    summarise,
+)
+from training.sampler import EvaluationView, SamplerConfig
+
+RATE = 16_000
+SAMPLER = SamplerConfig(chunk_seconds=2.0)  # 12 columns of 160 ms: small, fast, still a sequence
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ENV = {**os.environ, "STEMSERVER_CONFIG": ""}  # never read the developer's own config
+
+
+# -- metrics on hand-made embeddings ---------------------------------------------------------------
+
+
+def fan(n: int) -> np.ndarray:
+    """n unit vectors at 0, 9, 18... degrees: the cosine to (1, 0) falls strictly with the index."""
+    angles = np.deg2rad(9.0 * np.arange(n))
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def test_retrieval_metrics_known_ranks():
+    pool = fan(20)
+    # Every query points at angle 0 (lengths differ: only the direction counts), so target t has rank t.
+    targets = np.array([0, 0, 3, 7, 12, 19])
+    queries = np.array([[1.0, 0.0], [3.0, 0.0], [0.5, 0.0], [2.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    metrics = retrieval_metrics(queries, pool, targets)
+    assert metrics["queries"] == 6 and metrics["pool_size"] == 20
+    assert metrics["R@1"] == pytest.approx(100 * 2 / 6)
+    assert metrics["R@5"] == pytest.approx(100 * 3 / 6)  # ranks 0, 0, 3
+    assert metrics["R@10"] == pytest.approx(100 * 4 / 6)  # ... and 7
+    assert metrics["mean_normalised_rank"] == pytest.approx(100 * (0 + 0 + 3 + 7 + 12 + 19) / 6 / 20)
+    assert metrics["median_normalised_rank"] == pytest.approx(100 * 5 / 20)  # median of 0 0 3 7 12 19 = 5
+    ranks = rank_targets(queries, pool, targets)
+    assert ranks.rank.tolist() == [0, 0, 3, 7, 12, 19]
+    assert ranks.nearest.tolist() == [0] * 6
+
+
+def test_ties_count_half_and_a_collapsed_model_scores_chance():
+    a, b = [1.0, 0.0], [0.0, 1.0]
+    # The target (0) shares its cosine with item 1: expected rank 0.5, found first half the time.
+    ranks = rank_targets(np.array([a]), np.array([a, a, b]), np.array([0]))
+    assert (ranks.above[0], ranks.tied[0], ranks.rank[0]) == (0, 1, 0.5)
+    tied = summarise(ranks, ks=(1, 2))
+    assert tied["R@1"] == pytest.approx(50.0) and tied["R@2"] == pytest.approx(100.0)
+    # Collapse: every pool item the same vector (up to float noise below the tolerance).
+    pool = np.ones((10, 4)) + np.random.default_rng(0).normal(scale=1e-9, size=(10, 4))
+    collapsed = retrieval_metrics(np.ones((10, 4)), pool, np.arange(10))
+    chance = chance_metrics(10)
+    for key in ("R@1", "R@5", "R@10", "mean_normalised_rank", "median_normalised_rank"):
+        assert collapsed[key] == pytest.approx(chance[key])
+
+
+def test_chance_metrics():
+    chance = chance_metrics(600)  # MUSDB18: 150 tracks x 4 stems
+    assert chance["R@1"] == pytest.approx(100 / 600) and chance["R@10"] == pytest.approx(100 * 10 / 600)
+    assert chance["median_normalised_rank"] == pytest.approx(100 * 299.5 / 600)  # ~50 %
+    assert chance_metrics(3)["R@5"] == 100.0  # a pool smaller than k is always found
+
+
+def test_rank_targets_checks_its_inputs():
+    with pytest.raises(ValueError, match="target indices"):
+        rank_targets(np.eye(2), np.eye(2), np.array([0, 2]))
+    with pytest.raises(ValueError, match="2 queries but 1"):
+        rank_targets(np.eye(2), np.eye(2), np.array([0]))
+
+
+def test_nearest_neighbour_categories_by_hand():
+    tracks = ["A", "A", "B", "B", "A"]
+    labels = ["bass", "drums", "bass", "drums", "bass"]  # item 4: A's bass in another chunk
+    target = np.array([0, 0, 0, 0, 1])
+    nearest = np.array([0, 4, 2, 1, 2])
+    categories = nearest_neighbour_categories(nearest, target, tracks, labels)
+    assert categories.tolist() == list(CATEGORIES)  # one of each, in order
+    assert category_shares(categories) == {name: 20.0 for name in CATEGORIES}
+    # From embeddings: R@1 is exactly the "both right" share.
+    pool = np.eye(5)
+    queries = pool[[0, 4, 2, 1, 2]] + 0.1 * pool[target]  # nearest as above, the target second
+    ranks = rank_targets(queries, pool, target)
+    assert ranks.nearest.tolist() == nearest.tolist()
+    assert summarise(ranks)["R@1"] == category_shares(
+        nearest_neighbour_categories(ranks.nearest, target, tracks, labels))["both_right"] == 20.0
+
+
+def test_confusion_matrix():
+    counts = confusion_matrix(["bass", "bass", "drums", "vocals"], ["bass", "drums", "drums", "bass"],
+                              ["bass", "drums", "vocals"])
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_alignment_curve_peaks_at_the_true_shift_and_matches_best_shift_centring():
+    rng = np.random.default_rng(1)
+    columns, shift = 20, 3
+    stem = rng.normal(size=(columns, 8)).astype(np.float32)
+    predicted = rng.normal(size=(columns, 8)).astype(np.float32)
+    predicted[shift:] = stem[:-shift]  # prediction column i + 3 is stem column i
+    curves = alignment_curves(torch.from_numpy(stem)[None], torch.from_numpy(predicted)[None], max_shift=5)
+    raw, centred = curves["raw"][0].numpy(), curves["centred"][0].numpy()
+    assert raw.shape == centred.shape == (11,)
+    assert raw[5 + shift] == pytest.approx(1.0, abs=1e-6)
+    assert int(np.argmax(raw)) == int(np.argmax(centred)) == 5 + shift
+    s, p = centred_unit_columns(stem), centred_unit_columns(predicted)
+    expected = [np.mean([s[i] @ p[i + j] for i in range(columns) if 0 <= i + j < columns]) for j in range(-5, 6)]
+    np.testing.assert_allclose(centred, expected, atol=1e-6)
+
+
+def test_label_levels():
+    assert level_label(("guitar", "acoustic guitar"), "fine") == "acoustic guitar"
+    assert level_label(("guitar", "acoustic guitar"), "coarse") == "guitar"
+    assert level_label(("bass",), "coarse") == level_label(("bass",), "fine") == "bass"
+    assert level_label((), "fine") == "music"
+
+
+# -- the protocol on a tiny prepared dataset -------------------------------------------------------
+
+LABEL_PATHS = {"bass": ["bass", "synth bass"], "lead": ["reed", "clarinet"], "keys": ["piano", "electric piano"]}
+LABELS = sorted({label for path in LABEL_PATHS.values() for label in path})
+
+
+def write_tracks(root: Path, tracks: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]]) -> Path:
+    for track, stems in tracks.items():
+        folder = root / track
+        folder.mkdir(parents=True)
+        for name, samples in stems.items():
+            soundfile.write(folder / f"{name}.wav", samples, RATE)
+        (folder / "labels.yaml").write_text("".join(f"{name}: [{', '.join(labels[name])}]\n" for name in stems))
+    return root
+
+
+def save_checkpoint(path: Path, model: StemJEPA, labels: list[str]) -> Path:
+    embeddings = F.normalize(torch.randn(len(labels), TEXT_DIM, generator=torch.Generator().manual_seed(1)), dim=-1)
+    Checkpoint.from_model(model, LabelEmbedder(labels, embeddings, {"backend": "test", "dim": TEXT_DIM})).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def band(tmp_path_factory) -> dict[str, Path]:
+    """Four 4 s tracks of three melodies with two-level labels, all in the test split; and a random
+    tiny checkpoint whose target encoder differs from its context encoder (as after training)."""
+    root = tmp_path_factory.mktemp("band")
+    tracks = {f"track{t}": {name: melody(4.0, seed=10 * t + i) for i, name in enumerate(LABEL_PATHS)}
+              for t in range(4)}
+    write_tracks(root / "data", tracks, LABEL_PATHS)
+    build_cache(read_dataset("folder", root / "data"), root / "cache", valid_fraction=0.0, test_fraction=0.0,
+                progress=False)
+    torch.manual_seed(0)
+    model = StemJEPA(tiny_config())
+    with torch.no_grad():
+        for parameter in model.target_encoder.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return {"cache": root / "cache", "checkpoint": save_checkpoint(root / "model.safetensors", model, LABELS),
+            "root": root}
+
+
+def band_view(cache: Path) -> EvaluationView:
+    from training.cache import open_cache
+
+    return EvaluationView(open_cache(cache), SAMPLER, chunks_per_track=2)
+
+
+@pytest.mark.parametrize("pool_encoder", ["target", "context"])
+def test_embeddings_are_the_products_own(band, pool_encoder):
+    """Pool vectors, queries and baseline equal what stemserver.embedding computes one by one."""
+    checkpoint = load_checkpoint(band["checkpoint"])
+    model, labels = checkpoint.build_model(), checkpoint.label_embedder()
+    view = band_view(band["cache"])
+    device = torch.device("cpu")
+    embedded = embed_targets(model, labels, view, ("fine", "coarse"), pool_encoder, batch_size=5, progress=False)
+    assert len(embedded.targets) == len(view) == 4 * 2 * 3
+
+    def pool_vector(samples: np.ndarray) -> np.ndarray:
+        if pool_encoder == "target":
+            return mean_vector(stem_columns(model, samples, device))  # how a library stem is indexed
+        grid = torch.from_numpy(embed_audio(model, samples, device, target=False))
+        return mean_vector(F.layer_norm(grid, grid.shape[-1:]).numpy())
+
+    for i in (0, 7, len(view) - 1):
+        example = view[i]
+        assert (embedded.targets[i].track, embedded.targets[i].stem) == (example.track, example.stem)
+        np.testing.assert_allclose(embedded.pool[i], pool_vector(example.target), atol=1e-5)
+        np.testing.assert_allclose(embedded.baseline[i], pool_vector(example.context), atol=1e-5)
+        for level in ("fine", "coarse"):
+            text = labels.embed([level_label(example.label_path, level)])
+            query = mean_vector(predicted_columns(model, example.context, text, device))  # as the engine searches
+            np.testing.assert_allclose(embedded.queries[level][i], query, atol=1e-5)
+    again = embed_targets(model, labels, view, ("fine",), pool_encoder, batch_size=5, progress=False)
+    assert np.array_equal(again.pool, embedded.pool) and np.array_equal(again.queries["fine"], embedded.queries["fine"])
+
+
+def test_known_answer_with_doubled_stems(tmp_path):
+    """Each track is one melody on two stems; the predictor is the identity and both encoders are
+    equal, so a query is exactly its target's embedding, tied with the double: R@1 is 50 %, the
+    target ranks 0.5, the nearest neighbour is the target or its double, and the alignment curve
+    peaks at shift 0 with cosine 1."""
+    tracks = {}
+    for t in range(3):
+        tune = melody(4.0, seed=t)
+        tracks[f"duo{t}"] = {"left": tune, "right": tune.copy()}
+    write_tracks(tmp_path / "data", tracks, {"left": ["guitar"], "right": ["organ"]})
+    dataset = build_cache(read_dataset("folder", tmp_path / "data"), tmp_path / "cache", valid_fraction=0.0,
+                          test_fraction=0.0, progress=False)
+    torch.manual_seed(0)
+    model = make_identity_predictor(StemJEPA(tiny_config())).eval()
+    labels = LabelEmbedder(["guitar", "organ"], F.normalize(torch.randn(2, TEXT_DIM), dim=-1),
+                           {"backend": "test", "dim": TEXT_DIM})
+    metrics = evaluate(model, labels, dataset, sampler=SAMPLER, chunks_per_track=2, progress=False)
+    assert list(metrics["levels"]) == ["fine"] and "one level" in metrics["notes"][0]
+    fine = metrics["levels"]["fine"]
+    pool_size = 3 * 2 * 2
+    assert fine["retrieval"]["jepa"] == pytest.approx({
+        "queries": pool_size, "pool_size": pool_size, "R@1": 50.0, "R@5": 100.0, "R@10": 100.0,
+        "mean_normalised_rank": 100 * 0.5 / pool_size, "median_normalised_rank": 100 * 0.5 / pool_size})
+    assert fine["retrieval"]["contrastive_baseline"]["R@1"] == pytest.approx(50.0)  # the mix is the double
+    shares = fine["categories"]["jepa"]
+    assert shares["both_right"] + shares["right_track_wrong_instrument"] == pytest.approx(100.0)
+    alignment = fine["alignment"]
+    zero = alignment["shifts"].index(0)
+    assert alignment["shifts"] == list(range(-6, 7))  # half of the 12 columns each way
+    assert alignment["peak_shift_raw"] == alignment["peak_shift_centred"] == 0
+    assert alignment["raw"][zero] == pytest.approx(1.0, abs=1e-4)
+    assert alignment["offset_found"] == 100.0
+    assert fine["confusion"]["labels"] == ["guitar", "organ"]
+    assert np.sum(fine["confusion"]["counts"]) == pool_size
+    for target in metrics["targets"]:
+        assert target["rank"]["fine"] == 0.5
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_command_line_writes_the_report(band, tmp_path):
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.evaluate", str(band["checkpoint"]), str(band["cache"]), "--split", "all",
+         "--chunk-seconds", "2", "--chunks-per-track", "2", "--out", str(out), "--device", "cpu", "--json"],
+        capture_output=True, text=True, timeout=300, env=ENV)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    names = {"metrics.json", "report.md", "confusion.png", "confusion_coarse.png", "alignment.png"}
+    assert {Path(p).name for p in printed["files"].values()} == names == {p.name for p in out.iterdir()}
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"checkpoint", "dataset", "device", "elapsed_s", "protocol", "data", "levels", "targets",
+            "notes"} <= set(metrics)
+    assert "targets" not in printed and printed["levels"] == metrics["levels"]
+    assert metrics["protocol"]["pool_encoder"] == "target" and metrics["data"]["targets"] == 24
+    assert list(metrics["levels"]) == ["fine", "coarse"]
+    for level, results in metrics["levels"].items():
+        assert set(results) == {"retrieval", "categories", "per_label", "confusion", "alignment"}
+        assert set(results["retrieval"]) == {"jepa", "contrastive_baseline", "chance"}
+        for row in results["retrieval"].values():
+            assert 0 <= row["R@1"] <= row["R@5"] <= row["R@10"] <= 100
+            assert 0 <= row["median_normalised_rank"] < 100 and 0 <= row["mean_normalised_rank"] < 100
+        for shares in results["categories"].values():
+            assert sum(shares.values()) == pytest.approx(100.0)
+        assert set(results["per_label"]) == set(results["confusion"]["labels"]) == {
+            level_label(path, level) for path in LABEL_PATHS.values()}
+        assert sum(r["queries"] for r in results["per_label"].values()) == 24
+        alignment = results["alignment"]
+        assert len(alignment["raw"]) == len(alignment["centred"]) == len(alignment["shifts"]) == 13
+        assert all(-1 <= c <= 1 for c in alignment["raw"] + alignment["centred"])
+    assert len(metrics["targets"]) == 24
+    assert all(0 <= t["nearest"]["coarse"] < 24 and 0 <= t["rank"]["fine"] < 24 for t in metrics["targets"])
+
+    report = (out / "report.md").read_text()
+    for text in ("| JEPA, fine labels |", "| JEPA, coarse labels |", "contrastive baseline", "| chance |",
+                 "(confusion.png)", "(confusion_coarse.png)", "(alignment.png)", "| clarinet |"):
+        assert text in report
+    for png in ("confusion.png", "confusion_coarse.png", "alignment.png"):
+        assert (out / png).read_bytes()[:8] == PNG_SIGNATURE
+        image = matplotlib.image.imread(out / png)
+        assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
+
+
+def test_command_line_errors(band, tmp_path, capsys):
+    common = ["--chunk-seconds", "2", "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]
+    assert main([str(tmp_path / "missing.safetensors"), str(band["cache"]), "--split", "all", *common]) == 1
+    assert "no checkpoint file" in capsys.readouterr().err
+    assert main([str(band["checkpoint"]), str(band["cache"]), *common]) == 1  # the default split, test, is empty
+    assert "no test tracks" in capsys.readouterr().err
+    assert main([str(band["checkpoint"]), str(tmp_path), "--split", "all", *common]) == 1
+    assert "index.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(band["checkpoint"]), str(band["cache"]), "--chunks-per-track", "0"])
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "out").exists()
