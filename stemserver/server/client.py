@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -73,8 +74,10 @@ def _query_osc(host, port, mix: Path, instrument, k, seconds, filters, token, ti
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout_s)
-        for datagram in messages:
+        for i, datagram in enumerate(messages):
             sock.sendto(datagram, (host, port))
+            if i % 16 == 15:
+                time.sleep(0.002)  # pace the burst: a full receive buffer drops datagrams
         matches = []
         while True:
             try:
