@@ -174,20 +174,25 @@ def _doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if report["ok"] else EXIT_ERROR
 
 
+def _load_model(settings):
+    """The configured checkpoint, its model on the chosen device, and that device."""
+    from stemserver.checkpoint import load_checkpoint
+    from stemserver.device import select_device, set_threads
+
+    set_threads(settings.threads)
+    device = select_device(settings.device)
+    checkpoint = load_checkpoint(_checkpoint_path(settings))
+    return checkpoint, checkpoint.build_model(device), device
+
+
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from stemserver import audio
-    from stemserver.checkpoint import load_checkpoint
-    from stemserver.device import select_device, set_threads
     from stemserver.embedding import embed_audio
 
     settings = _settings(args)
-    checkpoint_path = _checkpoint_path(settings)
-    set_threads(settings.threads)
-    device = select_device(settings.device)
-    checkpoint = load_checkpoint(checkpoint_path)
-    model = checkpoint.build_model(device)
+    checkpoint, model, device = _load_model(settings)
     samples, info = audio.load(args.file, checkpoint.config.front_end.sample_rate, settings.max_audio_seconds)
     grid = embed_audio(model, samples, device, target=args.target)
     if args.save:
@@ -240,8 +245,6 @@ def _predict(model, checkpoint, settings, grid, instrument: str, device) -> dict
 
 
 def _index(args: argparse.Namespace) -> int:
-    from stemserver.checkpoint import load_checkpoint
-    from stemserver.device import select_device, set_threads
     from stemserver.embedding import stem_embedder
     from stemserver.files import sha256_file
     from stemserver.index import IndexSettings, build_index
@@ -249,10 +252,7 @@ def _index(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     checkpoint_path = _checkpoint_path(settings)
-    set_threads(settings.threads)
-    device = select_device(settings.device)
-    checkpoint = load_checkpoint(checkpoint_path)
-    model = checkpoint.build_model(device)
+    checkpoint, model, device = _load_model(settings)
     columns_per_second = 1 / checkpoint.config.seconds_per_column
     index_settings = IndexSettings(hop_columns=max(1, round(args.hop * columns_per_second)), n_trees=args.trees,
                                    pca_dim=args.pca_dim)

@@ -96,3 +96,19 @@ def identity_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "identity.safetensors"
     Checkpoint.from_model(model, cache).save(path)
     return path
+
+
+def build_library(samples: Path, library_dir: Path, checkpoint: Path) -> Path:
+    """Index `samples` into a library at `library_dir` with `checkpoint`, as `stemserver index` does."""
+    from stemserver.checkpoint import load_checkpoint
+    from stemserver.embedding import stem_embedder
+    from stemserver.files import sha256_file
+    from stemserver.index import build_index
+    from stemserver.library import Library
+
+    model = load_checkpoint(checkpoint).build_model()
+    with Library(library_dir, create=True) as library:
+        library.scan([samples], stem_embedder(model, torch.device("cpu")), sha256_file(checkpoint), checkpoint.name,
+                     progress=False)
+        build_index(library, progress=False)
+    return library_dir

@@ -17,14 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import make_checkpoint, melody
+from conftest import build_library, make_checkpoint, melody
 
-from stemserver.checkpoint import load_checkpoint
 from stemserver.config import Settings, TextSettings
-from stemserver.embedding import stem_embedder
 from stemserver.engine import Engine, Query
 from stemserver.errors import AudioError, UnknownLabelError
-from stemserver.files import sha256_file
 from stemserver.index import Filters, build_index
 from stemserver.library import Library, LibraryError
 
@@ -39,13 +36,7 @@ def library(tmp_path_factory, identity_checkpoint: Path) -> Path:
     for seed in range(10):
         soundfile.write(root / f"line{seed}.wav", melody(30.0, seed), RATE)
     soundfile.write(root / "loop.wav", melody(2.0, seed=99), RATE)
-    library_dir = tmp_path_factory.mktemp("library")
-    model = load_checkpoint(identity_checkpoint).build_model()
-    with Library(library_dir, create=True) as lib:
-        lib.scan([root], stem_embedder(model, model.encoder.norm.weight.device), sha256_file(identity_checkpoint),
-                 identity_checkpoint.name, progress=False)
-        build_index(lib, progress=False)
-    return library_dir
+    return build_library(root, tmp_path_factory.mktemp("library"), identity_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +80,7 @@ def test_the_stem_that_sounds_like_the_mix_ranks_first(tmp_path: Path, identity_
     }
     for name, audio in stems.items():
         soundfile.write(tmp_path / name, audio.astype(np.float32), RATE)
-    model = load_checkpoint(identity_checkpoint).build_model()
-    with Library(tmp_path / "lib", create=True) as lib:
-        lib.scan([tmp_path], stem_embedder(model, model.encoder.norm.weight.device),
-                 sha256_file(identity_checkpoint), identity_checkpoint.name, progress=False)
-        build_index(lib, progress=False)
-    engine = Engine(identity_checkpoint, tmp_path / "lib", SETTINGS)
+    engine = Engine(identity_checkpoint, build_library(tmp_path, tmp_path / "lib", identity_checkpoint), SETTINGS)
     for name, audio in stems.items():
         mix = audio[3 * RATE : 11 * RATE].astype(np.float32)
         result = engine.query(Query(mix, "bass", k=4))

@@ -21,15 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import melody
+from conftest import build_library, melody
 from pythonosc.osc_packet import OscPacket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from stemserver import __version__
-from stemserver.checkpoint import load_checkpoint
-from stemserver.embedding import stem_embedder
-from stemserver.files import sha256_file
 from stemserver.index import build_index
 from stemserver.library import Library
 from stemserver.server.osc import osc_message
@@ -44,13 +41,7 @@ def library(tmp_path_factory, identity_checkpoint: Path) -> Path:
     root = tmp_path_factory.mktemp("samples")
     for seed in range(4):
         soundfile.write(root / f"line{seed}.wav", melody(20.0, seed), RATE)
-    library_dir = tmp_path_factory.mktemp("library")
-    model = load_checkpoint(identity_checkpoint).build_model()
-    with Library(library_dir, create=True) as lib:
-        lib.scan([root], stem_embedder(model, model.encoder.norm.weight.device), sha256_file(identity_checkpoint),
-                 identity_checkpoint.name, progress=False)
-        build_index(lib, progress=False)
-    return library_dir
+    return build_library(root, tmp_path_factory.mktemp("library"), identity_checkpoint)
 
 
 class Server:
@@ -119,6 +110,17 @@ class OscClient:
                 replies.append((address, args))
                 if address in (last, "/stemserver/error"):
                     return replies
+
+    def drain(self, quiet_s: float) -> None:
+        """Discard replies until none has come for `quiet_s`."""
+        self.sock.settimeout(quiet_s)
+        try:
+            while True:
+                self.sock.recvfrom(65536)
+        except TimeoutError:
+            pass
+        finally:
+            self.sock.settimeout(30)
 
     def close(self) -> None:
         self.sock.close()
@@ -278,21 +280,9 @@ def test_garbage_datagrams_never_kill_the_server(osc):
                                *[float(v) for v in rng.normal(size=int(rng.integers(0, 5)))])
         osc.send_raw(data)
         if i % 500 == 499:  # drain replies so the client's socket buffer never fills
-            osc.sock.settimeout(0.05)
-            try:
-                while True:
-                    osc.sock.recvfrom(65536)
-            except TimeoutError:
-                pass
-            osc.sock.settimeout(30)
+            osc.drain(0.05)
     time.sleep(0.5)
-    osc.sock.settimeout(0.2)
-    try:
-        while True:
-            osc.sock.recvfrom(65536)
-    except TimeoutError:
-        pass
-    osc.sock.settimeout(30)
+    osc.drain(0.2)
     osc.send("/stemserver/ping", "alive")
     assert osc.until("alive", last="/stemserver/pong")[-1][0] == "/stemserver/pong"
 
@@ -422,11 +412,7 @@ def test_library_reload_while_queries_run(identity_checkpoint: Path, library: Pa
         extra = tmp_path / "more"
         extra.mkdir()
         soundfile.write(extra / "new.wav", melody(10.0, 42), RATE)
-        model = load_checkpoint(identity_checkpoint).build_model()
-        with Library(library) as lib:
-            lib.scan([extra], stem_embedder(model, model.encoder.norm.weight.device),
-                     sha256_file(identity_checkpoint), identity_checkpoint.name, progress=False)
-            build_index(lib, progress=False)
+        build_library(extra, library, identity_checkpoint)
         osc = OscClient(server.osc)
         osc.send("/stemserver/reload", "rl")
         (address, args), = osc.until("rl", last="/stemserver/reloaded")
