@@ -21,13 +21,19 @@ def sha256_file(path: str | Path) -> str:
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block succeeds it replaces `path` in one
-    rename, so readers see the old file or the new one, never a half-written one."""
+    rename, so readers see the old file or the new one, never a half-written one. The data is
+    flushed to disk before the rename, so a power cut cannot leave the new name on empty data."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

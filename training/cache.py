@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from tqdm import tqdm
 
 from stemserver import audio
 from stemserver.errors import AudioError, StemserverError
+from stemserver.files import atomic_path
 from training.datasets import SPLITS, DatasetWarning, Stem, Track
 
 CACHE_FORMAT = 1  # bump when the stored representation changes: every stem is then decoded again
@@ -312,12 +312,8 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as f:
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
         write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
 
 
 @cache
