@@ -33,6 +33,7 @@ install_system_packages() {  # args: PACKAGE:CHECK pairs; installs the Debian PA
                 liblo-tools) formulae+=(liblo) ;;
                 jackd2) formulae+=(jack) ;;
                 libportaudio2) formulae+=(portaudio) ;;
+                lua5.4) formulae+=(lua) ;;
                 *) formulae+=("$package") ;;
             esac
         done

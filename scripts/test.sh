@@ -3,6 +3,6 @@
 # test suite. Extra arguments go to pytest, e.g. scripts/test.sh -k audio -x
 source "$(dirname "$0")/_setup.sh"
 install_system_packages ffmpeg:ffmpeg fluidsynth:fluidsynth fluid-soundfont-gm:/usr/share/sounds/sf2/FluidR3_GM.sf2 \
-    liblo-tools:oscsend jackd2:jackd libportaudio2:lib:libportaudio.so.2
+    liblo-tools:oscsend jackd2:jackd libportaudio2:lib:libportaudio.so.2 lua5.4:lua5.4
 install_python_packages "text,test"
 exec "$VENV/bin/python" -m pytest "$@"

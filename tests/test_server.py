@@ -591,3 +591,10 @@ def test_live_capture_answers_a_now_query(jack_server, identity_checkpoint: Path
         player.stop()
         player.close()
         assert server.stop() == 0
+
+
+def test_the_query_window_can_be_shortened_over_osc(osc, tmp_path: Path):
+    write_mix(tmp_path / "mix.wav", seed=2, shift_s=4.8)  # 8 s; the last 3 s start 9.8 s into the stem
+    osc.send("/stemserver/query/file", "sec", str(tmp_path / "mix.wav"), "bass", 1, "seconds", 3.0, "label", "line2")
+    (result,) = results_of(osc.until("sec"))
+    assert result[4] == pytest.approx(9.8, abs=0.16) and result[5] == pytest.approx(12.8, abs=0.16)

@@ -61,7 +61,7 @@ def _query_osc(host, port, mix: Path, instrument, k, seconds, filters, token, ti
     messages = []
     if is_loopback(host):
         messages.append(osc_message(f"{PREFIX}/query/file", *auth, request_id, str(mix.absolute()), instrument, k,
-                                    *_filter_pairs(filters)))
+                                    "seconds", float(seconds), *_filter_pairs(filters)))
     else:
         samples, _ = audio.load(mix)
         pcm = samples[-int(seconds * audio.SAMPLE_RATE):].astype("<f4").tobytes()

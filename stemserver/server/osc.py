@@ -46,17 +46,20 @@ def osc_message(address: str, *args) -> bytes:
     return builder.build().dgram
 
 
-def _filters_from_pairs(pairs: list) -> dict:
-    """Trailing key/value arguments: "label" "bass" "min_duration" 2.0 ..."""
+def _options_from_pairs(instrument, k, pairs: list, seconds: float = 8.0):
+    """Query options from the fixed arguments and the trailing key/value pairs: filters
+    ("label" "bass" "min_duration" 2.0 "exclude" "/a.wav" ...) and "seconds" S."""
     if len(pairs) % 2:
-        raise ProtocolError("bad_request", "filters come as key/value pairs after k")
+        raise ProtocolError("bad_request", "options come as key/value pairs after k")
     filters: dict = {}
     for key, value in zip(pairs[::2], pairs[1::2]):
-        if key == "exclude":
+        if key == "seconds":
+            seconds = value
+        elif key == "exclude":
             filters.setdefault("exclude", []).append(value)
         else:
             filters[key] = value
-    return filters
+    return query_options(instrument, k, seconds, filters)
 
 
 class OscServer(asyncio.DatagramProtocol):
@@ -188,7 +191,7 @@ class OscServer(asyncio.DatagramProtocol):
     def _query_file(self, args, sender):
         request_id, path, instrument, k = self._args(args, ((str, int), str, str, (int, float)),
                                                      "/stemserver/query/file")
-        options = query_options(instrument, k, filters=_filters_from_pairs(args[4:]))
+        options = _options_from_pairs(instrument, k, args[4:])
         return self._answer(sender, request_id, AudioSource(path=checked_audio_path(path)), options)
 
     def _query_now(self, args, sender):
@@ -196,13 +199,13 @@ class OscServer(asyncio.DatagramProtocol):
         seconds = 8.0
         if len(args) > 3 and not isinstance(args[3], str):
             seconds, args = args[3], args[:3] + args[4:]
-        options = query_options(instrument, k, seconds, filters=_filters_from_pairs(args[3:]))
+        options = _options_from_pairs(instrument, k, args[3:], seconds)
         return self._answer(sender, request_id, AudioSource(live=True), options)
 
     def _stream_begin(self, args, sender):
         request_id, rate, channels, sample_format, instrument, k = self._args(
             args, ((str, int), int, int, str, str, (int, float)), "/stemserver/stream/begin")
-        options = query_options(instrument, k, filters=_filters_from_pairs(args[6:]))
+        options = _options_from_pairs(instrument, k, args[6:])
         self.uploads.begin(sender, request_id, rate, channels, sample_format, options)
 
     def _stream_chunk(self, args, sender):
