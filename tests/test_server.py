@@ -598,3 +598,13 @@ def test_the_query_window_can_be_shortened_over_osc(osc, tmp_path: Path):
     osc.send("/stemserver/query/file", "sec", str(tmp_path / "mix.wav"), "bass", 1, "seconds", 3.0, "label", "line2")
     (result,) = results_of(osc.until("sec"))
     assert result[4] == pytest.approx(9.8, abs=0.16) and result[5] == pytest.approx(12.8, abs=0.16)
+
+
+def test_a_port_in_use_is_a_clear_error(server, identity_checkpoint: Path, library: Path):
+    for flag, port in (("--osc-port", server.osc[1]), ("--ws-port", int(server.ws.rsplit(":", 1)[1]))):
+        other = "--ws-port" if flag == "--osc-port" else "--osc-port"
+        result = subprocess.run([sys.executable, "-m", "stemserver", "serve", "--checkpoint", str(identity_checkpoint),
+                                 "--library", str(library), flag, str(port), other, "0"],
+                                capture_output=True, text=True, timeout=120, env={**os.environ, "STEMSERVER_CONFIG": ""})
+        assert result.returncode == 1, result.stderr
+        assert "is another stemserver running" in result.stderr and "Traceback" not in result.stderr

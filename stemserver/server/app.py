@@ -74,11 +74,20 @@ async def _run(service: Service, options: ServerOptions) -> None:
     loop = asyncio.get_running_loop()
     service.start()
     osc = OscServer(service, options.token)
-    transport, _ = await loop.create_datagram_endpoint(lambda: osc, local_addr=(options.host, options.osc_port))
+    try:
+        transport, _ = await loop.create_datagram_endpoint(lambda: osc, local_addr=(options.host, options.osc_port))
+    except OSError as e:
+        raise ConfigError(f"cannot listen for OSC on {options.host}:{options.osc_port} ({e.strerror}): is another "
+                          "stemserver running? Stop it, or pass --osc-port") from e
     # A streamed upload arrives as a burst of 8 KB datagrams; the default receive buffer (~200 KB
     # on Linux) overflows and drops chunks. Ask for 4 MB (the OS may cap it; clients should pace).
     transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
-    websocket = await WebSocketServer(service, options.token).start(options.host, options.ws_port)
+    try:
+        websocket = await WebSocketServer(service, options.token).start(options.host, options.ws_port)
+    except OSError as e:
+        transport.close()
+        raise ConfigError(f"cannot listen for WebSocket on {options.host}:{options.ws_port} ({e.strerror}): is "
+                          "another stemserver running? Stop it, or pass --ws-port") from e
     osc_port = transport.get_extra_info("sockname")[1]
     ws_port = next(iter(websocket.sockets)).getsockname()[1]
     stop = asyncio.Event()
