@@ -603,8 +603,9 @@ def test_the_query_window_can_be_shortened_over_osc(osc, tmp_path: Path):
 def test_a_port_in_use_is_a_clear_error(server, identity_checkpoint: Path, library: Path):
     for flag, port in (("--osc-port", server.osc[1]), ("--ws-port", int(server.ws.rsplit(":", 1)[1]))):
         other = "--ws-port" if flag == "--osc-port" else "--osc-port"
-        result = subprocess.run([sys.executable, "-m", "stemserver", "serve", "--checkpoint", str(identity_checkpoint),
-                                 "--library", str(library), flag, str(port), other, "0"],
-                                capture_output=True, text=True, timeout=120, env={**os.environ, "STEMSERVER_CONFIG": ""})
+        command = [sys.executable, "-m", "stemserver", "serve", "--checkpoint", str(identity_checkpoint),
+                   "--library", str(library), flag, str(port), other, "0"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "STEMSERVER_CONFIG": ""})
         assert result.returncode == 1, result.stderr
         assert "is another stemserver running" in result.stderr and "Traceback" not in result.stderr
