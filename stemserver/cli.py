@@ -16,6 +16,15 @@ from stemserver.errors import StemserverError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+# Verbs of the training side: stemserver VERB ARGS runs MODULE's main(PREFIX + ARGS). They are imported
+# only when used (the product never depends on the trainer, and --help stays fast).
+TRAINING_VERBS = {
+    "corpus": ("training.corpus.__main__", [], "build the open multitrack corpus (corpus build OUT)"),
+    "prepare": ("training.__main__", ["prepare"], "decode a dataset into the training cache"),
+    "train": ("training.__main__", ["train"], "train a model from a config: contrastive, then JEPA"),
+    "eval": ("training.evaluate", [], "retrieval metrics and a report on a prepared dataset"),
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -112,14 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--queue", type=int, default=16, help="queries that may wait before 'busy' (default 16)")
     serve.set_defaults(run=_serve)
 
-    from training import evaluate  # the trainer reuses stemserver, never the reverse: only the CLI mounts it
-
-    evaluation = verbs.add_parser("eval", parents=[common], help="measure retrieval on a prepared dataset",
-                                  description="The retrieval protocol of Stem-JEPA on a prepared dataset split: "
-                                  "R@1/5/10, normalised ranks, per-label tables, the contrastive baseline, "
-                                  "a confusion matrix and the alignment curve (docs/evaluation.md).")
-    evaluate.add_arguments(evaluation, common=False)
-    evaluation.set_defaults(run=evaluate.run)
+    for verb, (_, _, summary) in TRAINING_VERBS.items():  # parsed by the trainer's own command line
+        verbs.add_parser(verb, help=summary, add_help=False)
 
     config = verbs.add_parser("config", parents=[common], help="print the effective settings as commented YAML",
                               description="Print the settings in effect (defaults, the config file, then flags) "
@@ -129,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TRAINING_VERBS:
+        import importlib
+
+        module, prefix, _ = TRAINING_VERBS[argv[0]]
+        return importlib.import_module(module).main(prefix + argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:

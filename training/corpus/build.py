@@ -1,0 +1,337 @@
+"""Build the open multitrack corpus: choose works, render their variants in parallel, resume.
+
+    python -m training.corpus build OUT [--limit N] [--seconds S] [--variants V] [--soundfont SF2]
+                                        [--workers W] [--seed S] [--no-bass] [--works GLOB] [--json]
+
+One job is one work: a worker parses the score once and renders every variant of it that is not
+built yet. The main process alone appends to the manifest, so records never interleave. A track
+is done when its folder is complete and the manifest has its record; anything else is (re)built,
+so an interrupted build resumes by running the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stemserver import __version__
+from stemserver.audio import SAMPLE_RATE
+from stemserver.errors import StemserverError
+from training.corpus import layout
+from training.corpus.errors import CorpusError
+from training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256, find_fluidsynth, render
+from training.corpus.scores import IneligibleWork, Score, Work, eligible_works, load_score, select_works
+from training.corpus.variants import TrackPlan, plan_track, track_id
+
+DEFAULT_VARIANTS = 2
+PEAK = 0.5  # the loudest stem of a track is scaled to peak here (-6 dBFS): the mix keeps headroom
+SILENT_DB = -50.0  # a stem whose peak is this far below the loudest stem's is left out as silent
+MIN_STEMS = 2
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What determines the audio of a track (besides its work and variant)."""
+
+    out: Path
+    soundfont: Path
+    soundfont_sha256: str
+    fluidsynth: str
+    seed: int
+    seconds: float | None
+    bass: bool
+
+    def config(self) -> dict:
+        """The settings a folder is tied to: resuming with other ones would mix two corpora."""
+        return {"seed": self.seed, "seconds": self.seconds, "bass": self.bass,
+                "soundfont_sha256": self.soundfont_sha256}
+
+
+@dataclass
+class Summary:
+    """What a build did, and what the folder holds for the selected works."""
+
+    out: str
+    eligible_works: int
+    works: int
+    variants: int
+    tracks: int = 0
+    built: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    stems: int = 0
+    track_hours: float = 0.0
+    stem_hours: float = 0.0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def build(
+    out: str | Path,
+    *,
+    limit: int | None = None,
+    seconds: float | None = None,
+    variants: int = DEFAULT_VARIANTS,
+    soundfont: str | Path = DEFAULT_SOUNDFONT,
+    workers: int | None = None,
+    seed: int = 0,
+    bass: bool = True,
+    works: str | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Build (or resume) the corpus in `out`; see the module docstring and docs/corpus.md."""
+    started = time.monotonic()
+    out = Path(out)
+    fluidsynth = find_fluidsynth()
+    soundfont = check_soundfont(soundfont)
+    settings = Settings(out=out, soundfont=soundfont, soundfont_sha256=file_sha256(soundfont),
+                        fluidsynth=fluidsynth, seed=seed, seconds=seconds, bass=bass)
+    with layout.locked(out):
+        layout.check_config(out, settings.config())
+        layout.clean_interrupted(out)
+        eligible = eligible_works()
+        selected = select_works(eligible, works, limit, seed)
+        if not selected:
+            raise CorpusError(f"no eligible work matches --works {works!r} (ids look like 'bach/bwv66.6.mxl')")
+        summary = Summary(out=str(out), eligible_works=len(eligible), works=len(selected), variants=variants)
+        records = _render_missing(selected, variants, settings, workers or os.cpu_count() or 1, summary, progress)
+        layout.clean_interrupted(out)
+
+    for work in selected:
+        for record in filter(None, (records.get(track_id(work.work_id, v, seed)) for v in range(variants))):
+            if record["type"] == "skip":
+                summary.skipped += 1
+            else:
+                summary.tracks += 1
+                summary.stems += len(record["stems"])
+                summary.track_hours += record["duration"] / 3600
+                summary.stem_hours += record["duration"] * len(record["stems"]) / 3600
+    summary.bytes = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _render_missing(selected: list[Work], variants: int, settings: Settings, workers: int, summary: Summary,
+                    progress: bool) -> dict[str, dict]:
+    """Build every selected track the folder lacks; returns the manifest records by track id."""
+    out = settings.out
+    records = layout.read_manifest(out)
+    jobs = []
+    for work in selected:
+        todo = tuple(v for v in range(variants)
+                     if not _done(out, records.get(track_id(work.work_id, v, settings.seed))))
+        if todo:
+            jobs.append((work, todo))
+    jobs.sort(key=lambda job: -job[0].notes * len(job[1]))  # longest first: no long work left for last
+    pending = sum(len(todo) for _, todo in jobs)
+    _log(f"{summary.eligible_works} eligible works; building {pending} of {len(selected) * variants} tracks "
+         f"({len(selected)} works x {variants} variants) into {out}", progress)
+
+    with tqdm(total=pending, unit="track", desc="rendering", disable=not progress, file=sys.stderr) as bar:
+        for result in _run_jobs(jobs, settings, workers):
+            if isinstance(result, str):
+                summary.failed.append(result)
+                tqdm.write(f"failed: {result}", file=sys.stderr)
+                continue
+            for record in result:
+                layout.append_manifest(out, record)
+                records[record["track_id"]] = record
+                summary.built += record["type"] == "track"
+                bar.update(1)
+    return records
+
+
+def _run_jobs(jobs: list[tuple[Work, tuple[int, ...]]], settings: Settings, workers: int):
+    """Yield each job's records (a list) or a failure message (a str), as jobs finish.
+
+    A multiprocessing pool rather than concurrent.futures: leaving this generator (Ctrl-C, an
+    error) terminates the workers at once instead of waiting for the works they are rendering.
+    """
+    tasks = [(work, todo, settings) for work, todo in jobs]
+    if workers == 1:
+        yield from map(_guarded, tasks)
+        return
+    with get_context("spawn").Pool(workers, initializer=_ignore_interrupts) as pool:
+        yield from pool.imap_unordered(_guarded, tasks)
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the main process, which terminates them (no half-reported failures)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _guarded(task: tuple[Work, tuple[int, ...], Settings]) -> list[dict] | str:
+    """Build one work's variants; an unexpected error becomes a message, not a dead build."""
+    work, variants, settings = task
+    try:
+        return build_work(work, variants, settings)
+    except Exception as e:
+        return f"{work.work_id}: {type(e).__name__}: {e}"
+
+
+def build_work(work: Work, variants: tuple[int, ...], settings: Settings) -> list[dict]:
+    """Parse `work` once and build the given variants of it; returns their manifest records."""
+    try:
+        score = load_score(work)
+    except IneligibleWork as e:
+        return [_skip(work, v, settings, str(e)) for v in variants]
+    return [build_track(score, v, settings) for v in variants]
+
+
+def build_track(score: Score, variant: int, settings: Settings) -> dict:
+    """Render one variant, leave out silent stems, write the track; returns its manifest record."""
+    plan = plan_track(score, variant, settings.seed, settings.seconds, settings.bass)
+    n_samples = math.ceil(plan.duration * SAMPLE_RATE)
+    scratch = layout.scratch_folder(settings.out, plan.track_id)
+    audio = {stem.key: render(stem.notes, stem.program, stem.channel, settings.soundfont, n_samples, scratch,
+                              settings.fluidsynth)
+             for stem in plan.stems}
+    shutil.rmtree(scratch)
+    peaks = {key: float(np.abs(x).max()) for key, x in audio.items()}
+    loudest = max(peaks.values(), default=0.0)
+    floor = loudest * 10 ** (SILENT_DB / 20)
+    silent = [s for s in plan.stems if peaks[s.key] <= floor]
+    plan = dataclasses.replace(
+        plan,
+        stems=tuple(s for s in plan.stems if peaks[s.key] > floor),
+        skipped=plan.skipped + tuple((s.key, s.part, "silent once rendered") for s in silent),
+    )
+    if len(plan.stems) < MIN_STEMS:
+        return _skip(score.work, variant, settings, f"only {len(plan.stems)} audible stem(s)")
+    gain = PEAK / loudest
+    layout.write_track(settings.out, plan, score.work, {key: x * gain for key, x in audio.items()})
+    return _track_record(plan, score, settings, gain)
+
+
+def _track_record(plan: TrackPlan, score: Score, settings: Settings, gain: float) -> dict:
+    return {
+        "type": "track",
+        "track_id": plan.track_id,
+        "work_id": plan.work_id,
+        "composer": score.work.composer,
+        "title": score.work.title,
+        "variant": plan.variant,
+        "seed": plan.seed,
+        "meter": score.meter,
+        "tempo_marked": score.tempo_marked,
+        "tempo_factor": plan.tempo_factor,
+        "quarter_bpm": plan.quarter_bpm,
+        "tempo_changes": len(score.tempos) - 1,
+        "beat_seconds": plan.beat_seconds,
+        "transposition": plan.transposition,
+        "duration": plan.duration,
+        "truncated": plan.truncated,
+        "gain_db": round(20 * math.log10(gain), 2),
+        "drum_pattern": plan.drum_pattern,
+        "stems": [
+            {"key": s.key, "part": s.part, "program": s.program, "label_path": list(s.label_path),
+             "stem_name": s.stem_name, "source_id": s.source_id,
+             "range": [s.lowest, s.highest] if s.lowest is not None else None}
+            for s in plan.stems
+        ],
+        "skipped_stems": [{"key": key, "part": part, "reason": reason} for key, part, reason in plan.skipped],
+        "soundfont": str(settings.soundfont),
+        "soundfont_sha256": settings.soundfont_sha256,
+        "stemserver_version": __version__,
+    }
+
+
+def _skip(work: Work, variant: int, settings: Settings, reason: str) -> dict:
+    return {"type": "skip", "track_id": track_id(work.work_id, variant, settings.seed), "work_id": work.work_id,
+            "variant": variant, "seed": settings.seed, "reason": reason}
+
+
+def _done(out: Path, record: dict | None) -> bool:
+    if record is None:
+        return False
+    return record["type"] == "skip" or layout.is_complete(out / record["track_id"])
+
+
+def _log(message: str, enabled: bool) -> None:
+    if enabled:
+        print(message, file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `build`, for `python -m training.corpus build` and `stemserver corpus build`."""
+    parser.add_argument("out", type=Path, metavar="OUT", help="output folder (MoisesDB layout); "
+                        "run the same command again to resume an interrupted build")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="build only N works (a seeded sample)")
+    parser.add_argument("--seconds", type=_positive_float, metavar="S",
+                        help="keep only the first S seconds of each work (default: whole works)")
+    parser.add_argument("--variants", type=_positive_int, default=DEFAULT_VARIANTS, metavar="V",
+                        help=f"instrumentations of each work, each with its own tempo and transposition "
+                        f"(default: {DEFAULT_VARIANTS})")
+    parser.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT, metavar="SF2",
+                        help=f"General MIDI soundfont (default: {DEFAULT_SOUNDFONT})")
+    parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, metavar="W",
+                        help="parallel worker processes (default: one per core)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every random choice (default: 0)")
+    parser.add_argument("--no-bass", dest="bass", action="store_false",
+                        help="do not add a bass stem doubling the lowest voice an octave down")
+    parser.add_argument("--works", metavar="GLOB", help="only works whose id matches, e.g. 'bach/*'")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `build` from parsed arguments; prints a summary. Exit codes: 0 ok, 1 error."""
+    try:
+        summary = build(args.out, limit=args.limit, seconds=args.seconds, variants=args.variants,
+                        soundfont=args.soundfont, workers=args.workers, seed=args.seed, bass=args.bass,
+                        works=args.works, progress=not args.json or sys.stderr.isatty())
+    except StemserverError as e:
+        print(f"corpus: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(dataclasses.asdict(summary), indent=2))
+    else:
+        print(_describe(summary))
+    if summary.failed:
+        print(f"corpus: error: {len(summary.failed)} work(s) failed and will be retried by the next run; "
+              f"first: {summary.failed[0]}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _describe(s: Summary) -> str:
+    minutes, secs = divmod(round(s.seconds), 60)
+    return "\n".join([
+        f"corpus: {s.out}",
+        f"  works:  {s.works} of {s.eligible_works} eligible, {s.variants} variant(s) each",
+        f"  tracks: {s.tracks} ({s.built} built now, {s.tracks - s.built} already there), "
+        f"{s.skipped} skipped, {len(s.failed)} failed",
+        f"  stems:  {s.stems}",
+        f"  audio:  {s.track_hours:.2f} h of tracks, {s.stem_hours:.2f} h of stems",
+        f"  disk:   {s.bytes / 1e9:.2f} GB",
+        f"  time:   {minutes} min {secs} s",
+    ])
