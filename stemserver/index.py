@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,14 +52,19 @@ class Filters:
     def active(self) -> bool:
         return any(v not in (None, ()) for v in asdict(self).values())
 
-    def allows(self, record: FileRecord) -> bool:
+    def allowed_ids(self, records: Iterable[FileRecord]) -> np.ndarray:
+        """Ids of the records these filters let through."""
         folder = None if self.folder is None else str(Path(self.folder).expanduser().absolute()).rstrip("/") + "/"
-        return (
-            (folder is None or record.path.startswith(folder))
-            and (self.min_duration_s is None or record.duration_s >= self.min_duration_s)
-            and (self.max_duration_s is None or record.duration_s <= self.max_duration_s)
-            and (self.label is None or self.label.lower() in record.path.lower())
-            and record.path not in self.exclude
+        label = None if self.label is None else self.label.lower()
+        excluded = set(self.exclude)
+        return np.fromiter(
+            (r.id for r in records
+             if (folder is None or r.path.startswith(folder))
+             and (self.min_duration_s is None or r.duration_s >= self.min_duration_s)
+             and (self.max_duration_s is None or r.duration_s <= self.max_duration_s)
+             and (label is None or label in r.path.lower())
+             and r.path not in excluded),
+            dtype=np.int64,
         )
 
 
@@ -179,15 +185,23 @@ class LibraryIndex:
     def search(self, query: np.ndarray, k: int, filters: Filters = Filters(), over_fetch: int = 10) -> list[Hit]:
         """The k best files for a unit query vector, each with its best window.
 
-        Without filters, Annoy proposes `over_fetch * k` windows (more when files have many windows)
-        that are re-ranked exactly; with filters, the allowed windows are ranked exactly."""
+        Without filters, Annoy proposes `over_fetch * k` windows, re-ranked exactly; when they
+        belong to fewer than k files (long stems have many windows each), it is asked for four
+        times more until k files are found. With filters, the allowed windows are ranked exactly."""
         if filters.active():
-            allowed = np.fromiter((filters.allows(self.files[f]) for f in self.windows[:, 0]), bool, len(self.windows))
-            candidates = np.flatnonzero(allowed)
-        else:
-            wanted = min(len(self.vectors), max(over_fetch * k, 100))
-            searched = project(query[None], *self.pca)[0] if self.pca else query
+            allowed = np.isin(self.windows[:, 0], filters.allowed_ids(self.files.values()))
+            return self._best_per_file(np.flatnonzero(allowed), query, k)
+        wanted = min(len(self.vectors), max(over_fetch * k, 100))
+        searched = project(query[None], *self.pca)[0] if self.pca else query
+        while True:
             candidates = np.asarray(self.annoy.get_nns_by_vector(searched, wanted, search_k=-1), dtype=np.int64)
+            hits = self._best_per_file(candidates, query, k)
+            if len(hits) == k or wanted >= len(self.vectors):
+                return hits
+            wanted = min(len(self.vectors), wanted * 4)
+
+    def _best_per_file(self, candidates: np.ndarray, query: np.ndarray, k: int) -> list[Hit]:
+        """Exact cosine re-rank of candidate windows; the best window of each of the top k files."""
         if len(candidates) == 0:
             return []
         scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ query.astype(np.float32)

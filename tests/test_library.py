@@ -12,7 +12,7 @@ import soundfile
 import torch
 from conftest import melody, tiny_config, tone
 
-from stemserver.embedding import stem_embedder
+from stemserver.embedding import mean_vector, stem_embedder
 from stemserver.index import Filters, IndexSettings, LibraryIndex, build_index, window_starts
 from stemserver.library import Library, LibraryError, find_audio_files
 from stemserver.model import StemJEPA
@@ -156,8 +156,6 @@ def indexed_library(tmp_path: Path, sample_folder: Path) -> Library:
 
 def brute_force(library: Library, query: np.ndarray, k: int) -> list[str]:
     """Best window cosine per file over every window of every file, exactly."""
-    from stemserver.embedding import mean_vector
-
     best = {}
     for record in library.files():
         columns = library.load_columns(record)
@@ -227,3 +225,13 @@ def test_an_empty_library_has_no_index(tmp_path: Path):
             build_index(library, progress=False)
         with pytest.raises(LibraryError, match="no search index"):
             LibraryIndex(library)
+
+
+def test_long_stems_with_many_windows_still_fill_the_top_k(indexed_library: Library):
+    """Annoy's first 100 candidates can all be windows of a few long files; the search must ask for
+    more until it has k distinct files."""
+    build_index(indexed_library, IndexSettings(hop_columns=1), progress=False)  # 1,076 windows for 3 min
+    index = LibraryIndex(indexed_library)
+    query = indexed_library.load_columns(next(r for r in indexed_library.files() if r.columns == 1125))
+    hits = index.search(mean_vector(query[500:550]), k=4, over_fetch=1)
+    assert len(hits) == 4 and len({h.file.id for h in hits}) == 4

@@ -1,0 +1,213 @@
+"""End-to-end query latency through `Engine`, next to the bare encoder + predictor forward, per model size.
+
+    .venv/bin/python benchmarks/query.py [--sizes tiny small base] [--windows 10000] [--queries 30]
+        [--batch 8] [--device cpu] [--threads N] [--json]
+
+For each model size: a random-init checkpoint (timing does not depend on the weights), a temporary
+library of 30 s stems whose column embeddings have the real shape (187 columns x 5 rows x d, float16,
+clustered; `--windows` 8 s windows in all, 7 per stem), written through `Library.scan` and indexed
+with the default `build_index` settings, and an `Engine` on them. Each query is 8 s of a 44.1 kHz
+stereo mix (as a client sends it) and the instrument "bass", k=10, no filters.
+
+Figures, per size (median and 95th percentile over `--queries` queries, after warm-up):
+- forward: `model.predict(model.encode(waveform), text)` on the same 8 s (front end, encoder,
+  predictor), measured in the same loop as the end-to-end queries, alternating with them.
+- end to end: `Engine.prepare_query` (down-mix, resample) + `Engine.query` (text, model, Annoy
+  search, exact re-rank, best offset of each of the k stems).
+- ratio: end-to-end p50 / forward p50 (1 means search and offsets cost nothing).
+- the engine's own `timings_ms` (per stage, averaged over the queries), plus "prepare" measured here.
+- batched: `--batch` queries at once through `Engine.query_batch` (one forward pass) against the
+  same queries one by one through `Engine.query`, ms per query (median of `--repeats`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stemserver.checkpoint import Checkpoint
+from stemserver.config import Settings, TextSettings
+from stemserver.device import inference
+from stemserver.engine import Engine, Query
+from stemserver.files import sha256_file
+from stemserver.index import IndexSettings, build_index, window_starts
+from stemserver.library import Library
+from stemserver.model import ENCODER_PRESETS, ModelConfig, StemJEPA
+from stemserver.text import LabelEmbedder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search import SyntheticVectors, percentiles_ms, write_library  # noqa: E402
+
+MIX_RATE = 44_100
+QUERY_SECONDS = 8.0
+STEM_SECONDS = 30.0
+INSTRUMENT = "bass"
+TEXT_DIM = 384  # MiniLM's; the label cache is random, as the weights are
+
+
+def write_checkpoint(path: Path, size: str, seed: int = 0) -> ModelConfig:
+    """A random-init checkpoint of the given size, with a small label cache (no text model needed)."""
+    torch.manual_seed(seed)
+    config = ModelConfig.preset(size, text_dim=TEXT_DIM)
+    labels = [INSTRUMENT, "drums", "vocals", "guitar"]
+    embeddings = torch.nn.functional.normalize(torch.randn(len(labels), TEXT_DIM), dim=-1)
+    cache = LabelEmbedder(labels, embeddings, {"backend": "random", "dim": TEXT_DIM})
+    Checkpoint.from_model(StemJEPA(config), cache, info={"benchmark": "query"}).save(path)
+    return config
+
+
+def stem_columns_like(config: ModelConfig, vectors: SyntheticVectors, centres: np.ndarray, index: int) -> np.ndarray:
+    """Stand-in column embeddings of library stem `index`: (columns, rows, d), each patch standardised
+    over its features like `stem_columns`, around a clustered per-file direction."""
+    columns = int(STEM_SECONDS / config.seconds_per_column)
+    rows = config.front_end.n_mels // config.patch_size
+    direction = vectors.file_windows(index, 1, centres)[0] * math.sqrt(config.embed_dim)
+    rng = np.random.default_rng((vectors.seed, 3, index))
+    patches = direction + rng.standard_normal((columns, rows, config.embed_dim), np.float32)
+    patches -= patches.mean(axis=-1, keepdims=True)
+    return patches / patches.std(axis=-1, keepdims=True)
+
+
+def mixes(n: int, seed: int) -> list[np.ndarray]:
+    """`n` different 8 s stereo mixes at 44.1 kHz: decaying random notes over a little noise."""
+    rng = np.random.default_rng(seed)
+    length = int(QUERY_SECONDS * MIX_RATE)
+    t = np.arange(2 * MIX_RATE) / MIX_RATE  # a note decays to -70 dB in 2 s
+    out = []
+    for _ in range(n):
+        mix = 0.01 * rng.standard_normal((length, 2))
+        for onset in rng.integers(0, length, 24):
+            note = np.sin(2 * np.pi * 55 * 2 ** (rng.integers(0, 48) / 12) * t) * np.exp(-4 * t)
+            end = min(length, onset + len(t))
+            mix[onset:end] += 0.2 * note[: end - onset, None] * rng.uniform(0.3, 1.0, 2)
+        out.append(mix.astype(np.float32))
+    return out
+
+
+def run_size(size: str, args: argparse.Namespace, root: Path) -> dict:
+    """Checkpoint, library and engine of one size in `root`, and that size's figures."""
+    checkpoint = root / f"{size}.safetensors"
+    config = write_checkpoint(checkpoint, size)
+    vectors = SyntheticVectors(config.embed_dim, seed=args.seed)
+    centres = vectors.centres
+    defaults = IndexSettings()
+    columns = int(STEM_SECONDS / config.seconds_per_column)
+    per_file = len(window_starts(columns, defaults.window_columns, defaults.hop_columns))
+    n_files = math.ceil(args.windows / per_file)
+    write_library(root, n_files, lambda i: stem_columns_like(config, vectors, centres, i), sha256_file(checkpoint))
+    with Library(root / "library") as library:
+        info = build_index(library, defaults, progress=False)
+    settings = Settings(device=args.device, threads=args.threads, text=TextSettings(backend="none"))
+    engine = Engine(checkpoint, root / "library", settings)
+    text = engine.labels.embed([INSTRUMENT]).to(engine.device)
+
+    def forward(samples: np.ndarray) -> None:
+        waveform = torch.from_numpy(samples)[None].to(engine.device)
+        with inference(engine.device):
+            engine.model.predict(engine.model.encode(waveform), text)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize(engine.device)
+
+    def end_to_end(mix: np.ndarray) -> dict:
+        samples = engine.prepare_query(mix, MIX_RATE, QUERY_SECONDS)
+        return engine.query(Query(samples, INSTRUMENT, k=10)).timings_ms
+
+    raw = mixes(args.queries, args.seed)
+    prepared = [engine.prepare_query(m, MIX_RATE, QUERY_SECONDS) for m in raw]
+    for mix, samples in list(zip(raw, prepared))[:3]:  # warm-up
+        forward(samples)
+        end_to_end(mix)
+    forward_s, e2e_s, prepare_s, stages = [], [], [], []
+    for mix, samples in zip(raw, prepared):
+        start = time.perf_counter()
+        forward(samples)
+        forward_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        engine.prepare_query(mix, MIX_RATE, QUERY_SECONDS)
+        prepare_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        stages.append(end_to_end(mix))
+        e2e_s.append(time.perf_counter() - start)
+    breakdown = {"prepare": statistics.fmean(prepare_s) * 1e3,
+                 **{name: statistics.fmean(s[name] for s in stages) for name in stages[0]}}
+    batch = [Query(samples, INSTRUMENT, k=10) for samples in prepared[: args.batch]]
+    batched, single = [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        engine.query_batch(batch)
+        batched.append((time.perf_counter() - start) / len(batch))
+        start = time.perf_counter()
+        for query in batch:
+            engine.query(query)
+        single.append((time.perf_counter() - start) / len(batch))
+    forward_ms, e2e_ms = percentiles_ms(forward_s), percentiles_ms(e2e_s)
+    return {
+        "size": size, "embed_dim": config.embed_dim, "files": n_files, "windows": info["windows"],
+        "forward_ms": forward_ms, "end_to_end_ms": e2e_ms, "ratio": e2e_ms[0] / forward_ms[0],
+        "breakdown_ms": breakdown, "batch": len(batch),
+        "batched_ms_per_query": statistics.median(batched) * 1e3,
+        "single_ms_per_query": statistics.median(single) * 1e3,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    load_before = os.getloadavg()[0]
+    rows = []
+    for size in args.sizes:  # one folder at a time: a base-size library is about 2 GB
+        with tempfile.TemporaryDirectory(prefix=f"stemserver-query-{size}-", dir=args.workdir) as root:
+            rows.append(run_size(size, args, Path(root)))
+    return {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpus": os.cpu_count(), "load_average": [load_before, os.getloadavg()[0]], "queries": args.queries,
+            "rows": rows}
+
+
+def print_table(result: dict) -> None:
+    print(f"device {result['device']}, {result['threads']} threads, torch {result['torch']}; "
+          f"{result['queries']} queries of {QUERY_SECONDS:.0f} s, k=10; {result['cpus']} CPUs, load average "
+          f"{result['load_average'][0]:.1f} before, {result['load_average'][1]:.1f} after")
+    print(f"{'size':6} {'windows':>8} {'forward p50':>11} {'p95':>7} {'e2e p50':>8} {'p95':>7} {'e2e/fwd':>7} "
+          f"{'batch':>5} {'batched ms/q':>12} {'single ms/q':>11} {'speed-up':>8}")
+    for r in result["rows"]:
+        print(f"{r['size']:6} {r['windows']:8d} {r['forward_ms'][0]:11.1f} {r['forward_ms'][1]:7.1f} "
+              f"{r['end_to_end_ms'][0]:8.1f} {r['end_to_end_ms'][1]:7.1f} {r['ratio']:7.2f} {r['batch']:5d} "
+              f"{r['batched_ms_per_query']:12.1f} {r['single_ms_per_query']:11.1f} "
+              f"{r['single_ms_per_query'] / r['batched_ms_per_query']:8.2f}")
+    print("\nmean ms per query by stage (prepare measured here, the rest from the engine's timings_ms):")
+    names = list(result["rows"][0]["breakdown_ms"])
+    print(f"{'size':6} " + " ".join(f"{name:>9}" for name in names))
+    for r in result["rows"]:
+        print(f"{r['size']:6} " + " ".join(f"{r['breakdown_ms'][name]:9.2f}" for name in names))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=list(ENCODER_PRESETS), choices=list(ENCODER_PRESETS))
+    parser.add_argument("--windows", type=int, default=10_000, help="8 s windows in the library (7 per 30 s stem)")
+    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, help="where the temporary libraries go (default: the system's)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+
+
+if __name__ == "__main__":
+    main()
