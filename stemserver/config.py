@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -97,13 +98,18 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
 
 def parse_settings(data: Any, source: str = "config") -> Settings:
-    return _parse_section(Settings, data, source, prefix="")
+    return parse_dataclass(Settings, data, source)
 
 
-def _parse_section(cls: type, data: Any, source: str, prefix: str) -> Any:
+def parse_dataclass(cls: type, data: Any, source: str, prefix: str = "") -> Any:
+    """Build the (nested, frozen) dataclass `cls` from a mapping read from YAML, checking every key.
+
+    Field types (str, int, float, bool, Path, lists of them, None-able) are enforced; a field's
+    metadata may give `choices`, `minimum` and `maximum`. Errors name the file and the dotted key.
+    Shared by the product's settings and the trainer's configs."""
     if not isinstance(data, dict):
-        name = prefix.rstrip(".") or "the file"
-        raise ConfigError(f"{source}: {name}: expected a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'the file'}: expected a mapping of keys to values, "
+                          f"got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     values = {}
@@ -121,7 +127,12 @@ _TYPE_NAMES = {Path: "a file path", int: "an integer", float: "a number", str: "
 
 def _parse_value(hint: Any, meta: typing.Mapping, value: Any, source: str, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
-        return _parse_section(hint, value, source, f"{key}.")
+        return parse_dataclass(hint, value, source, f"{key}.")
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{source}: {key}: expected a non-empty list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_parse_value(item, meta, v, source, key) for v in value]
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in options:
@@ -132,13 +143,24 @@ def _parse_value(hint: Any, meta: typing.Mapping, value: Any, source: str, key: 
         value = Path(value).expanduser()
     elif kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    elif kind is float and isinstance(value, str) and _is_number(value):  # YAML 1.1 reads 1e-3 as a string
+        value = float(value)
     elif not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
         raise ConfigError(f"{source}: {key}: expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{source}: {key}: must be one of {', '.join(meta['choices'])}, got {value!r}")
     if meta.get("minimum") is not None and value < meta["minimum"]:
         raise ConfigError(f"{source}: {key}: must be at least {meta['minimum']}, got {value!r}")
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise ConfigError(f"{source}: {key}: must be at most {meta['maximum']}, got {value!r}")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def settings_to_yaml(settings: Settings) -> str:
