@@ -11,36 +11,14 @@ The front end (log-mel) is included in the timing: it is part of every query.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 
 import torch
+from common import emit, timed
 
 from stemserver.device import inference, select_device, set_threads
 from stemserver.model import ENCODER_PRESETS, ModelConfig, StemJEPA, encoder_flops, predictor_flops
 
 WINDOW_S = 8.0
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median seconds of `fn()` over `repeats` runs, after one warm-up run."""
-    fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def matmul_flops_per_s(device: torch.device, repeats: int, n: int = 2048) -> float:
@@ -101,10 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     result = run(args.sizes, args.batch_sizes, select_device(args.device), args.repeats)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    emit(result, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Figures, per size:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
+from common import emit
 
 from stemserver import audio
 from stemserver.device import select_device, set_threads
@@ -152,10 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     result = run(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    emit(result, args.json, print_table)
 
 
 if __name__ == "__main__":

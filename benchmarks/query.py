@@ -23,7 +23,6 @@ Figures, per size (median and 95th percentile over `--queries` queries, after wa
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import emit  # noqa: E402
 
 from stemserver.checkpoint import Checkpoint
 from stemserver.config import Settings, TextSettings
@@ -203,10 +203,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    emit(result, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import os
 import tempfile
@@ -53,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from common import emit
 
 from stemserver.index import Filters, IndexSettings, LibraryIndex, build_index, window_starts
 from stemserver.library import Library
@@ -321,10 +321,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    emit(result, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from common import emit  # noqa: E402
 from pythonosc.osc_packet import OscPacket
 from websockets.sync.client import connect
 
@@ -162,10 +163,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    emit(result, args.json, print_table)
 
 
 if __name__ == "__main__":

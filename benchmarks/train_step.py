@@ -15,12 +15,10 @@ reported as "out of memory" and the sweep goes on.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from common import emit, timed
 
 from stemserver.device import select_device, set_threads
 from stemserver.model import ENCODER_PRESETS, ModelConfig, StemJEPA, encoder_flops, predictor_flops
@@ -31,27 +29,6 @@ from training.optim import build_optimizer
 from training.train import ContrastiveObjective, JEPAObjective, autocast, autocast_dtype
 
 TEXT_DIM = 384  # MiniLM's
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def timed(fn, device: torch.device, repeats: int, warmup: int) -> float:
-    """Median seconds of `fn()` over `repeats` runs, after `warmup` runs (compilation, allocator)."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def step_function(model: StemJEPA, phase: str, batch: int, chunk_seconds: float, device: torch.device,
@@ -158,10 +135,7 @@ def main() -> None:
     set_threads(args.threads)
     result = run(args.sizes, args.phases, args.batch_sizes, select_device(args.device), args.precision,
                  args.chunk_seconds, args.repeats, args.compile)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    emit(result, args.json, print_table)
 
 
 if __name__ == "__main__":
