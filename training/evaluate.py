@@ -61,6 +61,7 @@ from stemserver.errors import StemserverError
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver.vocabulary import FALLBACK_LABEL
+from training.arguments import non_negative_int, positive_float, positive_int
 from training.cache import PreparedDataset
 from training.sampler import EvaluationView, SamplerConfig, collate_examples
 
@@ -462,12 +463,12 @@ def add_arguments(parser: argparse.ArgumentParser, common: bool = True) -> None:
     parser.add_argument("--pool-encoder", default="target", choices=list(POOL_ENCODERS),
                         help="encoder that embeds the pool: target (default; the EMA encoder the product indexes "
                              "stems with) or context")
-    parser.add_argument("--chunks-per-track", type=_positive_int, default=4, metavar="N",
+    parser.add_argument("--chunks-per-track", type=positive_int, default=4, metavar="N",
                         help="evenly spaced evaluation chunks per track (default 4)")
-    parser.add_argument("--chunk-seconds", type=_positive_float, default=8.0, metavar="S",
+    parser.add_argument("--chunk-seconds", type=positive_float, default=8.0, metavar="S",
                         help="chunk length (default 8, the training length)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="targets per forward pass")
-    parser.add_argument("--max-shift", type=_non_negative_int, metavar="COLUMNS",
+    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="B", help="targets per forward pass")
+    parser.add_argument("--max-shift", type=non_negative_int, metavar="COLUMNS",
                         help="alignment curve over shifts -COLUMNS..COLUMNS (default half the chunk)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="report folder (default eval-<checkpoint name>-<split> in the current folder)")
@@ -475,7 +476,7 @@ def add_arguments(parser: argparse.ArgumentParser, common: bool = True) -> None:
     if common:
         parser.add_argument("--config", metavar="PATH", help="stemserver settings file (text model settings)")
         parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-        parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch")
+        parser.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch")
         parser.add_argument("--json", action="store_true",
                             help="print the metrics (less the per-target list) and the files as JSON")
 
@@ -543,27 +544,6 @@ def _summary_text(metrics: dict, files: dict[str, Path]) -> str:
                      f"{r['mean_normalised_rank']:6.2f} {r['median_normalised_rank']:6.2f}")
     lines += [f"{name}: {path}" for name, path in files.items()]
     return "\n".join(lines)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from stemserver import __version__
 from stemserver.audio import SAMPLE_RATE
 from stemserver.errors import StemserverError
+from training.arguments import positive_float, positive_int
 from training.corpus import layout
 from training.corpus.errors import CorpusError
 from training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256, find_fluidsynth, render
@@ -268,33 +269,20 @@ def _log(message: str, enabled: bool) -> None:
 
 # ----------------------------------------------------------------------------- command line
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
-    return value
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `build`, for `python -m training.corpus build` and `stemserver corpus build`."""
     parser.add_argument("out", type=Path, metavar="OUT", help="output folder (MoisesDB layout); "
                         "run the same command again to resume an interrupted build")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="build only N works (a seeded sample)")
-    parser.add_argument("--seconds", type=_positive_float, metavar="S",
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="build only N works (a seeded sample)")
+    parser.add_argument("--seconds", type=positive_float, metavar="S",
                         help="keep only the first S seconds of each work (default: whole works)")
-    parser.add_argument("--variants", type=_positive_int, default=DEFAULT_VARIANTS, metavar="V",
+    parser.add_argument("--variants", type=positive_int, default=DEFAULT_VARIANTS, metavar="V",
                         help=f"instrumentations of each work, each with its own tempo and transposition "
                         f"(default: {DEFAULT_VARIANTS})")
     parser.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT, metavar="SF2",
                         help=f"General MIDI soundfont (default: {DEFAULT_SOUNDFONT})")
-    parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, metavar="W",
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                         help="parallel worker processes (default: one per core)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every random choice (default: 0)")
     parser.add_argument("--no-bass", dest="bass", action="store_false",
