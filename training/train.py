@@ -345,6 +345,10 @@ class Run:
         return self.config.out / CHECKPOINT_DIR / f"{phase}-{step:07d}"
 
     def bundle(self, phase: str, step: int, steps: int, loss: float) -> Checkpoint:
+        """The servable snapshot. A phase-1 model has one encoder: its target encoder (which the
+        server embeds library stems with) is written as a copy of it."""
+        if phase == "contrastive":
+            self.model.target_encoder.load_state_dict(self.model.encoder.state_dict())
         info = {"phase": phase, "step": step, "steps": steps, "loss": loss,
                 "samples": step * self.config.optim.batch_size, "world_size": self.ddp.world_size,
                 "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
