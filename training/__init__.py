@@ -1,1 +1,1 @@
-"""The Stem-JEPA trainer: datasets, preprocessing cache, sampler (and, next, the training loop)."""
+"""The Stem-JEPA trainer: corpus, datasets, cache, sampler, the two-phase loop and the evaluation."""
