@@ -53,11 +53,15 @@ class Settings:
         default=None, metadata=_doc("CPU threads torch may use; null means one per core", minimum=1)
     )
     checkpoint: Path | None = field(
-        default=None, metadata=_doc("Model bundle (.safetensors); null means the bundled default model")
+        default=None,
+        metadata=_doc("Model bundle (.safetensors); null means the bundled default model "
+                      "(stemserver/assets/default-model.safetensors in the package, or $STEMSERVER_DEFAULT_MODEL)"),
     )
     library: Path | None = field(
         default=None,
-        metadata=_doc("Sample library folder (index and embeddings); null means ~/.local/share/stemserver/library"),
+        metadata=_doc("Sample library folder (index and embeddings); null means "
+                      "$XDG_DATA_HOME/stemserver/library (default ~/.local/share/stemserver/library), where serve "
+                      "indexes the demo library on its first start"),
     )
     max_audio_seconds: float = field(
         default=1800.0, metadata=_doc("Longest audio file accepted, in seconds", minimum=1)
@@ -129,8 +133,9 @@ def _parse_value(hint: Any, meta: typing.Mapping, value: Any, source: str, key: 
     if dataclasses.is_dataclass(hint):
         return parse_dataclass(hint, value, source, f"{key}.")
     if typing.get_origin(hint) is list:
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"{source}: {key}: expected a non-empty list, got {value!r}")
+        if not isinstance(value, list) or not (value or meta.get("may_be_empty")):
+            raise ConfigError(f"{source}: {key}: expected a {'' if meta.get('may_be_empty') else 'non-empty '}list, "
+                              f"got {value!r}")
         (item,) = typing.get_args(hint)
         return [_parse_value(item, meta, v, source, key) for v in value]
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)

@@ -23,7 +23,7 @@ from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.embedding import embed_audio, mean_vector, predicted_columns, stem_columns
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
-from training.cache import build_cache
+from training.cache import PreparedDataset, build_cache
 from training.datasets import read_dataset
 from training.evaluate import (
     CATEGORIES,
@@ -225,11 +225,9 @@ def test_embeddings_are_the_products_own(band, pool_encoder):
     assert np.array_equal(again.pool, embedded.pool) and np.array_equal(again.queries["fine"], embedded.queries["fine"])
 
 
-def test_known_answer_with_doubled_stems(tmp_path):
-    """Each track is one melody on two stems; the predictor is the identity and both encoders are
-    equal, so a query is exactly its target's embedding, tied with the double: R@1 is 50 %, the
-    target ranks 0.5, the nearest neighbour is the target or its double, and the alignment curve
-    peaks at shift 0 with cosine 1."""
+def doubled_stems(tmp_path: Path) -> tuple[StemJEPA, LabelEmbedder, PreparedDataset]:
+    """3 tracks, each one melody on two stems (guitar and organ); an identity predictor and equal
+    encoders, so a query is exactly its target's embedding, tied with the double."""
     tracks = {}
     for t in range(3):
         tune = melody(4.0, seed=t)
@@ -241,6 +239,13 @@ def test_known_answer_with_doubled_stems(tmp_path):
     model = make_identity_predictor(StemJEPA(tiny_config())).eval()
     labels = LabelEmbedder(["guitar", "organ"], F.normalize(torch.randn(2, TEXT_DIM), dim=-1),
                            {"backend": "test", "dim": TEXT_DIM})
+    return model, labels, dataset
+
+
+def test_known_answer_with_doubled_stems(tmp_path):
+    """R@1 is 50 % (the target ties with its double), the target ranks 0.5, the nearest neighbour
+    is the target or its double, and the alignment curve peaks at shift 0 with cosine 1."""
+    model, labels, dataset = doubled_stems(tmp_path)
     metrics = evaluate(model, labels, dataset, sampler=SAMPLER, chunks_per_track=2, progress=False)
     assert list(metrics["levels"]) == ["fine"] and "one level" in metrics["notes"][0]
     fine = metrics["levels"]["fine"]
@@ -261,6 +266,22 @@ def test_known_answer_with_doubled_stems(tmp_path):
     assert np.sum(fine["confusion"]["counts"]) == pool_size
     for target in metrics["targets"]:
         assert target["rank"]["fine"] == 0.5
+
+
+def test_held_out_labels_are_reported_apart(tmp_path):
+    """The zero-shot rows split the targets by whether their label was held out of training."""
+    model, labels, dataset = doubled_stems(tmp_path)
+    metrics = evaluate(model, labels, dataset, sampler=SAMPLER, chunks_per_track=2, progress=False,
+                       holdout_labels=["organ"])
+    fine = metrics["levels"]["fine"]
+    zero_shot = fine["zero_shot"]
+    assert zero_shot["holdout_labels"] == ["organ"]
+    assert zero_shot["held_out"]["jepa"]["R@1"] == pytest.approx(fine["per_label"]["organ"]["R@1"])
+    assert zero_shot["seen"]["jepa"]["R@1"] == pytest.approx(fine["per_label"]["guitar"]["R@1"])
+    assert zero_shot["held_out"]["jepa"]["queries"] == zero_shot["seen"]["jepa"]["queries"] == 6
+    assert zero_shot["held_out"]["contrastive_baseline"]["pool_size"] == 12
+    assert "zero_shot" not in evaluate(model, labels, dataset, sampler=SAMPLER, chunks_per_track=2,
+                                       progress=False)["levels"]["fine"]
 
 
 # -- the command line ----------------------------------------------------------------------------

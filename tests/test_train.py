@@ -297,3 +297,37 @@ def test_stop_on_signals_turns_sigint_into_a_flag():
         with pytest.raises(KeyboardInterrupt):  # a second ^C interrupts at once
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_held_out_labels_never_reach_training_and_labels_can_come_from_a_bundle(cache_dir, tmp_path, monkeypatch):
+    """data.holdout_labels: no batch has a held-out stem as target or in its context. A second run
+    with text.labels_from trains without any text model, on the first run's label table."""
+    batches = []
+    collate = train_module.collate_examples
+
+    def recording(examples):
+        batch = collate(examples)
+        batches.append(batch)
+        return batch
+
+    monkeypatch.setattr(train_module, "collate_examples", recording)
+    short = ["contrastive.steps=3", "jepa.steps=3", "contrastive.warmup_steps=1", "jepa.warmup_steps=1",
+             "data.workers=0", "data.holdout_labels=[Synth Bass]"]
+    first = train(tiny(cache_dir, tmp_path / "first", *short), text_backend=HashText())
+    assert len(batches) == 6  # 3 + 3 steps
+    for batch in batches:
+        assert all("synth bass" not in path for path in batch.label_paths)
+        assert all(stem in ("lead", "pad") for stem in batch.stems)
+        assert all(set(stems) <= {"lead", "pad"} for stems in batch.context_stems)
+    assert load_checkpoint(first.model_path).info["config"]["data"]["holdout_labels"] == ["Synth Bass"]
+
+    def no_text_model(*args, **kwargs):
+        raise AssertionError("a text model was loaded")
+
+    monkeypatch.setattr("stemserver.text.MiniLMText.__init__", no_text_model)
+    second = train(tiny(cache_dir, tmp_path / "second", *short, f"text.labels_from={first.model_path}"))
+    assert second.labels.known_labels == first.labels.known_labels
+    assert torch.equal(second.labels.embeddings, first.labels.embeddings)
+    with pytest.raises(ConfigError, match="no train track has two stems"):
+        train(tiny(cache_dir, tmp_path / "third", *short[:-1], "data.holdout_labels=[bass, synth pad]"),
+              text_backend=HashText())

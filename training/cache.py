@@ -110,6 +110,17 @@ class PreparedDataset:
             raise ValueError(f"unknown split {name!r}: expected one of {SPLITS}")
         return replace(self, tracks=tuple(track for track in self.tracks if track.split == name))
 
+    def without_labels(self, labels: Sequence[str]) -> PreparedDataset:
+        """Drop every stem with one of `labels` at any level of its label path, then every track
+        left with fewer than two stems (nothing to pair)."""
+        drop = set(labels)
+        tracks = []
+        for track in self.tracks:
+            stems = tuple(stem for stem in track.stems if not drop.intersection(stem.label_path))
+            if len(stems) >= 2:
+                tracks.append(replace(track, stems=stems))
+        return replace(self, tracks=tuple(tracks))
+
 
 def build_cache(
     tracks: Sequence[Track],
@@ -143,7 +154,7 @@ def build_cache(
     failed = set()
     for key, (track, stem) in tqdm(to_decode.items(), desc="decoding stems", unit="stem", disable=not progress):
         try:
-            _store_stem(audio_dir, key, _decode_stem(stem.sources, sample_rate))
+            store_stem(audio_dir, key, _decode_stem(stem.sources, sample_rate))
         except AudioError as e:
             _warn(f"skipped stem {stem.name!r} of track {track.name!r}: {e}")
             failed.add(key)
@@ -162,8 +173,8 @@ def build_cache(
     if not index_tracks:
         raise CacheError(f"{cache_dir}: no track has two stems that could be decoded; nothing to train on")
 
-    _write_json(cache_dir / SPLITS_FILE, {**split_settings, "splits": splits})
-    _write_json(cache_dir / INDEX_FILE, {"format": CACHE_FORMAT, "sample_rate": sample_rate, "tracks": index_tracks})
+    write_json(cache_dir / SPLITS_FILE, {**split_settings, "splits": splits})
+    write_json(cache_dir / INDEX_FILE, {"format": CACHE_FORMAT, "sample_rate": sample_rate, "tracks": index_tracks})
     _delete_unreferenced(audio_dir, {stem["file"] for track in index_tracks for stem in track["stems"]})
     return open_cache(cache_dir)
 
@@ -175,11 +186,11 @@ def open_cache(cache_dir: str | Path) -> PreparedDataset:
     the rebuild deletes the files of stems it dropped or replaced.
     """
     cache_dir = Path(cache_dir).absolute()
-    index = _read_json(cache_dir / INDEX_FILE, "build it first (training.cache.build_cache)")
+    index = read_json(cache_dir / INDEX_FILE, "build it first (training.cache.build_cache)")
     if index.get("format") != CACHE_FORMAT:
         raise CacheError(f"{cache_dir}: cache format {index.get('format')!r}, this code reads format "
                          f"{CACHE_FORMAT}; build it again")
-    splits = _read_json(cache_dir / SPLITS_FILE, "build the cache again")["splits"]
+    splits = read_json(cache_dir / SPLITS_FILE, "build the cache again")["splits"]
     tracks = []
     for track in index["tracks"]:
         if track["name"] not in splits:
@@ -254,13 +265,13 @@ def _decode_stem(sources: Sequence[Path], sample_rate: int) -> np.ndarray:
     return mix
 
 
-def _store_stem(audio_dir: Path, key: str, samples: np.ndarray) -> None:
+def store_stem(audio_dir: Path, key: str, samples: np.ndarray) -> None:
     """int16 samples spanning the stem's own peak, then the sidecar that marks the stem done."""
     peak = float(np.max(np.abs(samples)))
     scale = (peak if peak > 0 else 1.0) / INT16_MAX
     quantised = np.clip(np.round(samples / scale), -INT16_MAX, INT16_MAX).astype(np.int16)
     _write_atomically(audio_dir / f"{key}.npy", lambda f: np.save(f, quantised))
-    _write_json(_sidecar(audio_dir, key), {"num_samples": len(quantised), "scale": scale, "peak": peak})
+    write_json(_sidecar(audio_dir, key), {"num_samples": len(quantised), "scale": scale, "peak": peak})
 
 
 def _index_entry(audio_dir: Path, stem: Stem, key: str) -> dict[str, Any]:
@@ -281,7 +292,7 @@ def _stored_splits(cache_dir: Path, settings: dict[str, Any]) -> dict[str, str]:
     path = cache_dir / SPLITS_FILE
     if not path.exists():
         return {}
-    stored = _read_json(path, "delete it to split anew")
+    stored = read_json(path, "delete it to split anew")
     stored_settings = {name: stored.get(name) for name in settings}
     if stored_settings != settings:
         raise CacheError(
@@ -298,7 +309,7 @@ def _delete_unreferenced(audio_dir: Path, referenced_npy: set[str]) -> None:
             path.unlink()
 
 
-def _read_json(path: Path, remedy: str) -> dict[str, Any]:
+def read_json(path: Path, remedy: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -307,7 +318,7 @@ def _read_json(path: Path, remedy: str) -> dict[str, Any]:
         raise CacheError(f"{path}: unreadable ({e}); {remedy}") from e
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
     _write_atomically(path, lambda f: f.write(json.dumps(value, indent=1).encode()))
 
 

@@ -26,7 +26,8 @@ PHASES = ("contrastive", "jepa")
 
 def _setting(default: Any, choices: tuple[str, ...] | None = None, minimum: float | None = None,
              maximum: float | None = None) -> Any:
-    metadata = {"choices": choices, "minimum": minimum, "maximum": maximum}
+    metadata = {"choices": choices, "minimum": minimum, "maximum": maximum,
+                "may_be_empty": isinstance(default, list) and not default}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -46,6 +47,9 @@ class DataConfig:
     min_rms: float = _setting(0.0, minimum=0.0)
     workers: int = _setting(4, minimum=0)  # DataLoader worker processes per rank
     norm_chunks: int = _setting(256, minimum=0)  # chunks to measure log-mel mean/std on; 0 keeps the reference's
+    # labels (any level: "brass", "cello") kept out of training for the zero-shot test: a stem with one
+    # in its label path is neither a target nor part of a context; the evaluation reports them apart
+    holdout_labels: list[str] = _setting([])
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class ModelSection:
 class TextConfig:
     backend: str = _setting("minilm", choices=("minilm", "clap"))
     clap_checkpoint: Path | None = None  # music_audioset_epoch_15_esc_90.14.pt, for backend clap
+    # a bundle whose cached label embeddings to reuse (same backend): trains on a machine without the
+    # text model, as long as the bundle has every label of the data
+    labels_from: Path | None = None
 
 
 @dataclass(frozen=True)

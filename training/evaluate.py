@@ -328,12 +328,15 @@ def label_order(targets: Sequence[Target], level: str) -> list[str]:
     return sorted(group, key=lambda label: (group[label], label))
 
 
-def score(embedded: Embedded, ks: Sequence[int] = KS) -> dict:
+def score(embedded: Embedded, ks: Sequence[int] = KS, holdout_labels: Sequence[str] = ()) -> dict:
     """Every figure of the report, computed from the embeddings: per label level, the retrieval
     table (predictor, contrastive baseline, chance), the nearest-neighbour categories, the
     per-label breakdown, the confusion counts and the alignment curves; and per target, its rank
-    and nearest neighbour (an index into `targets`, which is also the pool)."""
+    and nearest neighbour (an index into `targets`, which is also the pool). With
+    `holdout_labels` (labels kept out of training), the retrieval table again for the targets
+    with a held-out label in their path (zero-shot) and for the others."""
     targets = embedded.targets
+    held_out = np.asarray([bool(set(holdout_labels).intersection(t.label_path)) for t in targets], dtype=bool)
     target_index = np.arange(len(targets))
     tracks = [target.track for target in targets]
     baseline = rank_targets(embedded.baseline, embedded.pool, target_index)
@@ -361,6 +364,14 @@ def score(embedded: Embedded, ks: Sequence[int] = KS) -> dict:
                           "counts": confusion_matrix(labels, labels[jepa.nearest], order).tolist()},
             "alignment": _alignment_summary(embedded, level),
         }
+        if held_out.any():
+            levels[level]["zero_shot"] = {
+                "holdout_labels": list(holdout_labels),
+                "held_out": {"jepa": summarise(jepa, held_out, ks),
+                             "contrastive_baseline": summarise(baseline, held_out, ks)},
+                "seen": {"jepa": summarise(jepa, ~held_out, ks),
+                         "contrastive_baseline": summarise(baseline, ~held_out, ks)},
+            }
     return {"levels": levels, "targets": per_target}
 
 
@@ -396,9 +407,10 @@ def resolve_levels(label_level: str, label_paths: Sequence[Sequence[str]]) -> tu
 def evaluate(model: StemJEPA, labels: LabelEmbedder, dataset: PreparedDataset, *, label_level: str = "both",
              pool_encoder: str = "target", chunks_per_track: int = 4, sampler: SamplerConfig = SamplerConfig(),
              batch_size: int = 32, device: torch.device = torch.device("cpu"), max_shift: int | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, holdout_labels: Sequence[str] = ()) -> dict:
     """The whole protocol on `dataset` (already restricted to the split to evaluate): the metrics
-    dictionary that metrics.json holds, less the facts only the caller knows (checkpoint, device)."""
+    dictionary that metrics.json holds, less the facts only the caller knows (checkpoint, device).
+    `holdout_labels`: the labels training never saw (its data.holdout_labels), reported apart."""
     if dataset.sample_rate != model.config.front_end.sample_rate:
         raise StemserverError(f"{dataset.cache_dir} holds audio at {dataset.sample_rate} Hz but the model reads "
                               f"{model.config.front_end.sample_rate} Hz; build a cache at the model's rate")
@@ -409,7 +421,7 @@ def evaluate(model: StemJEPA, labels: LabelEmbedder, dataset: PreparedDataset, *
             f"(peak above {sampler.min_peak}); nothing to evaluate")
     levels, notes = resolve_levels(label_level, [view.tracks[t].stems[s].label_path for t, _, s, _ in view.items])
     embedded = embed_targets(model, labels, view, levels, pool_encoder, device, batch_size, max_shift, progress)
-    scored = score(embedded)
+    scored = score(embedded, holdout_labels=holdout_labels)
     return {
         "format": "stemserver-evaluation",
         "format_version": 1,
@@ -509,6 +521,7 @@ def run(args: argparse.Namespace) -> int:
             label_level=args.label_level, pool_encoder=args.pool_encoder, chunks_per_track=args.chunks_per_track,
             sampler=SamplerConfig(chunk_seconds=args.chunk_seconds), batch_size=args.batch_size, device=device,
             max_shift=args.max_shift, progress=not args.no_progress,
+            holdout_labels=checkpoint.info.get("config", {}).get("data", {}).get("holdout_labels", []),
         )
         metrics = {
             "checkpoint": {"path": str(args.checkpoint), "sha256": sha256_file(args.checkpoint),

@@ -89,6 +89,21 @@ def markdown(metrics: dict, files: dict[str, str]) -> str:
     lines += [f"| {name} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | {r['mean_normalised_rank']:.2f} | "
               f"{r['median_normalised_rank']:.2f} |" for name, r in rows]
     lines += [f"\n> {note}" for note in metrics.get("notes", [])]
+    zero_shot = [(level, results["zero_shot"]) for level, results in levels.items() if "zero_shot" in results]
+    if zero_shot:
+        held = ", ".join(zero_shot[0][1]["holdout_labels"])
+        lines += ["", "## Zero-shot: labels kept out of training", "",
+                  f"Training never used a stem labelled {held} (at any level): neither as a target nor in a "
+                  "context. Targets with such a label, against the targets of labels it trained on.", "",
+                  "| query | targets | R@1 | R@5 | R@10 | mean norm. rank | median norm. rank |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for level, z in zero_shot:
+            for group in ("held_out", "seen"):
+                for name, key in (("JEPA", "jepa"), ("contrastive baseline", "contrastive_baseline")):
+                    r = z[group][key]
+                    lines.append(f"| {name}, {level} labels, {group.replace('_', '-')} | {r['queries']} | "
+                                 f"{r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | "
+                                 f"{r['mean_normalised_rank']:.2f} | {r['median_normalised_rank']:.2f} |")
     for i, (level, results) in enumerate(levels.items()):
         lines += ["", f"## Nearest neighbour, {level} labels", "",
                   "| query | " + " | ".join(CATEGORY_NAMES.values()) + " |",

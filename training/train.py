@@ -52,7 +52,7 @@ from stemserver.features import LOG_OFFSET, FrontEndConfig, LogMel
 from stemserver.files import atomic_path
 from stemserver.model import StemJEPA
 from stemserver.text import ClapText, LabelEmbedder, MiniLMText, TextBackend
-from stemserver.vocabulary import standard_vocabulary
+from stemserver.vocabulary import normalize_label, standard_vocabulary
 from training.cache import PreparedDataset, build_cache, open_cache
 from training.config import PHASES, TrainConfig, load_config
 from training.datasets import read_dataset
@@ -183,7 +183,10 @@ def _train(config: TrainConfig, ddp: Distributed, device: torch.device, resume: 
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     cache = prepare_data(config, ddp)
-    train_data = cache.split(config.data.split)
+    train_data = cache.split(config.data.split).without_labels(holdout_labels(config))
+    if not train_data.tracks:
+        raise ConfigError(f"{config.data.cache}: no {config.data.split} track has two stems outside "
+                          f"data.holdout_labels {config.data.holdout_labels}")
     sampler_config = SamplerConfig(chunk_seconds=config.data.chunk_seconds, min_peak=config.data.min_peak,
                                    min_rms=config.data.min_rms)
     dataset_labels = sorted({label for track in cache.tracks for stem in track.stems for label in stem.label_path})
@@ -397,9 +400,20 @@ def example_seed(config: TrainConfig, phase: str) -> int:
 def build_label_embedder(config: TrainConfig, dataset_labels: list[str],
                          backend: TextBackend | None = None) -> LabelEmbedder:
     """Embed the standard vocabulary and every label of the dataset, once, with the text backend."""
+    if config.text.labels_from is not None:
+        labels = load_checkpoint(config.text.labels_from).label_embedder()
+        if labels.backend_identity.get("backend") != config.text.backend:
+            raise ConfigError(f"text.labels_from {config.text.labels_from}: its labels were embedded with "
+                              f"{labels.backend_identity.get('backend')}, not text.backend {config.text.backend}")
+        return labels
     if backend is None:
         backend = MiniLMText() if config.text.backend == "minilm" else ClapText(config.text.clap_checkpoint)
     return LabelEmbedder.build(backend, standard_vocabulary() + dataset_labels)
+
+
+def holdout_labels(config: TrainConfig) -> list[str]:
+    """data.holdout_labels as the label paths spell them."""
+    return [normalize_label(label) for label in config.data.holdout_labels]
 
 
 def model_from_bundle(path: Path, config: TrainConfig, device: torch.device) -> tuple[StemJEPA, LabelEmbedder]:
