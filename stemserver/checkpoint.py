@@ -18,7 +18,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from stemserver.config import TextSettings
+from stemserver.config import Settings, TextSettings
+from stemserver.device import select_device, set_threads
 from stemserver.errors import CheckpointError
 from stemserver.files import atomic_path
 from stemserver.model import ModelConfig, StemJEPA
@@ -127,3 +128,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if damaged:
         raise CheckpointError(f"{path} holds NaN or infinite weights in {', '.join(damaged[:5])}; it is corrupt")
     return Checkpoint(config, tensors, text_backend, labels, label_embeddings, info)
+
+
+def load_model(path: str | Path, settings: Settings) -> tuple[Checkpoint, StemJEPA, torch.device]:
+    """The checkpoint at `path` and its model on the configured device, with the configured CPU threads."""
+    set_threads(settings.threads)
+    device = select_device(settings.device)
+    checkpoint = load_checkpoint(path)
+    return checkpoint, checkpoint.build_model(device), device

@@ -183,25 +183,15 @@ def _doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if report["ok"] else EXIT_ERROR
 
 
-def _load_model(settings):
-    """The configured checkpoint, its model on the chosen device, and that device."""
-    from stemserver.checkpoint import load_checkpoint
-    from stemserver.device import select_device, set_threads
-
-    set_threads(settings.threads)
-    device = select_device(settings.device)
-    checkpoint = load_checkpoint(_checkpoint_path(settings))
-    return checkpoint, checkpoint.build_model(device), device
-
-
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from stemserver import audio
+    from stemserver.checkpoint import load_model
     from stemserver.embedding import embed_audio
 
     settings = _settings(args)
-    checkpoint, model, device = _load_model(settings)
+    checkpoint, model, device = load_model(_checkpoint_path(settings), settings)
     samples, info = audio.load(args.file, checkpoint.config.front_end.sample_rate, settings.max_audio_seconds)
     grid = embed_audio(model, samples, device, target=args.target)
     if args.save:
@@ -254,32 +244,22 @@ def _predict(model, checkpoint, settings, grid, instrument: str, device) -> dict
 
 
 def _index(args: argparse.Namespace) -> int:
-    from stemserver.embedding import stem_embedder
-    from stemserver.files import sha256_file
-    from stemserver.index import IndexSettings, build_index
-    from stemserver.library import Library
+    from stemserver.indexing import IndexOptions, index_folders
 
     settings = _settings(args)
-    checkpoint_path = _checkpoint_path(settings)
-    checkpoint, model, device = _load_model(settings)
-    columns_per_second = 1 / checkpoint.config.seconds_per_column
-    index_settings = IndexSettings(hop_columns=max(1, round(args.hop * columns_per_second)), n_trees=args.trees,
-                                   pca_dim=args.pca_dim)
-    with Library(_library_dir(settings), create=True) as library:
-        report = library.scan(args.paths, stem_embedder(model, device, args.tile_loops), sha256_file(checkpoint_path),
-                              checkpoint_path.name, checkpoint.config.front_end.sample_rate,
-                              settings.max_audio_seconds, progress=not args.json)
-        info = build_index(library, index_settings, progress=not args.json) if library.files() else None
-    summary = {**report.to_dict(), "library": str(_library_dir(settings)), "index": info}
+    options = IndexOptions(tile_loops=args.tile_loops, hop_s=args.hop, n_trees=args.trees, pca_dim=args.pca_dim)
+    summary = index_folders(args.paths, _library_dir(settings), _checkpoint_path(settings), settings, options,
+                            progress=not args.json)
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
-    speed = report.audio_seconds / max(report.elapsed_s, 1e-9)
-    print(f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, {report.removed} removed, "
-          f"{len(report.failed)} unreadable; {report.audio_seconds:.0f} s of audio in {report.elapsed_s:.1f} s "
-          f"({speed:.1f}x realtime)")
-    for failure in report.failed:
+    speed = summary["audio_seconds"] / max(summary["elapsed_s"], 1e-9)
+    print(f"{summary['added']} added, {summary['updated']} updated, {summary['unchanged']} unchanged, "
+          f"{summary['removed']} removed, {len(summary['failed'])} unreadable; {summary['audio_seconds']:.0f} s of "
+          f"audio in {summary['elapsed_s']:.1f} s ({speed:.1f}x realtime)")
+    for failure in summary["failed"]:
         print(f"  unreadable: {failure['error']}")
+    info = summary["index"]
     if info:
         print(f"index generation {info['generation']}: {info['windows']} windows of {info['files']} files "
               f"in {summary['library']}")

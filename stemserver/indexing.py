@@ -1,0 +1,43 @@
+"""`stemserver index`: bring a library up to date with audio folders and rebuild its search index.
+
+The command and the first start of `serve` (which indexes the demo library) both index through
+`index_folders`, so a library is always built the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stemserver.checkpoint import load_model
+from stemserver.config import Settings
+from stemserver.embedding import stem_embedder
+from stemserver.files import sha256_file
+from stemserver.index import IndexSettings, build_index
+from stemserver.library import Library
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    tile_loops: bool = False  # repeat files shorter than 8 s to fill the window before embedding
+    hop_s: float = 4.0  # hop between the 8 s search windows of long files
+    n_trees: int = 50
+    pca_dim: int | None = None
+
+
+def index_folders(paths: Sequence[Path], library_dir: Path, checkpoint_path: Path, settings: Settings,
+                  options: IndexOptions = IndexOptions(), progress: bool = True) -> dict:
+    """Scan `paths` into the library (embedding new and changed files, dropping removed ones) and
+    build a new index generation; returns the scan report, the library folder and the index info
+    (None when the library is empty)."""
+    checkpoint, model, device = load_model(checkpoint_path, settings)
+    columns_per_second = 1 / checkpoint.config.seconds_per_column
+    index_settings = IndexSettings(hop_columns=max(1, round(options.hop_s * columns_per_second)),
+                                   n_trees=options.n_trees, pca_dim=options.pca_dim)
+    with Library(library_dir, create=True) as library:
+        report = library.scan(paths, stem_embedder(model, device, options.tile_loops), sha256_file(checkpoint_path),
+                              checkpoint_path.name, checkpoint.config.front_end.sample_rate,
+                              settings.max_audio_seconds, progress=progress)
+        info = build_index(library, index_settings, progress=progress) if library.files() else None
+    return {**report.to_dict(), "library": str(library_dir), "index": info}
