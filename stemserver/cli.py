@@ -15,6 +15,7 @@ from stemserver import __version__
 from stemserver.errors import StemserverError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+CHECKPOINT_HELP = "model bundle (.safetensors; default: the bundled default model)"
 
 # Verbs of the training side: stemserver VERB ARGS runs MODULE's main(PREFIX + ARGS). They are imported
 # only when used (the product never depends on the trainer, and --help stays fast).
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "shape of the embedding grid (frequency rows x 160 ms columns x dimension); "
                              "with --instrument, also predict the embedding of a stem that fits it.")
     embed.add_argument("file", type=Path, help="audio file (wav, aiff, flac, ogg, mp3, or anything ffmpeg reads)")
-    embed.add_argument("--checkpoint", type=Path, help="model bundle (.safetensors)")
+    embed.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     embed.add_argument("--target", action="store_true", help="use the EMA target encoder (as for library stems)")
     embed.add_argument("--instrument", metavar="TEXT",
                        help="also run the predictor for this instrument (e.g. 'bass') and summarise its output")
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "reload). Unreadable files are reported, not fatal.")
     index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders or files to index")
     index.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
-    index.add_argument("--checkpoint", type=Path, help="model bundle (.safetensors)")
+    index.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     index.add_argument("--tile-loops", action="store_true", help="repeat files shorter than 8 s to fill the "
                        "window before embedding them")
     index.add_argument("--hop", type=float, default=4.0, metavar="S", help="hop between the 8 s search windows "
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("-k", type=int, default=10, help="number of stems (default 10)")
     query.add_argument("--seconds", type=float, default=8.0, help="use the last S seconds of the mix (default 8)")
     query.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
-    query.add_argument("--checkpoint", type=Path, help="model bundle (.safetensors)")
+    query.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     query.add_argument("--folder", help="only stems under this folder")
     query.add_argument("--label", help="only stems whose path contains this text")
     query.add_argument("--min-duration", type=float, metavar="S", help="only stems at least S seconds long")
@@ -107,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = verbs.add_parser("serve", parents=[common], help="run the OSC + WebSocket server",
                              description="Serve queries over OSC (UDP) and WebSocket until SIGINT/SIGTERM. "
                              "The wire contract is docs/protocol.md. Prints one 'stemserver: ready ...' line "
-                             "on stdout when it listens.")
-    serve.add_argument("--checkpoint", type=Path, help="model bundle (.safetensors)")
+                             "on stdout when it listens, and a first query to try on stderr. On the first start "
+                             "with the default model and library, copies the demo library to "
+                             "~/.local/share/stemserver/demo and indexes it.")
+    serve.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     serve.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
                        "needs --token)")
@@ -119,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "queries")
     serve.add_argument("--capture-seconds", type=float, default=30.0, help="seconds of live input kept (default 30)")
     serve.add_argument("--queue", type=int, default=16, help="queries that may wait before 'busy' (default 16)")
+    serve.add_argument("--no-demo", action="store_true", help="do not install and index the demo library when "
+                       "the default library is empty")
     serve.set_defaults(run=_serve)
 
     for verb, (_, _, summary) in TRAINING_VERBS.items():  # parsed by the trainer's own command line
@@ -163,14 +168,13 @@ def _settings(args: argparse.Namespace):
 
 
 def _checkpoint_path(settings) -> Path:
-    if settings.checkpoint is None:
-        raise StemserverError("no model given: pass --checkpoint PATH or set checkpoint in the config "
-                              "(no default model is bundled yet)")
-    return settings.checkpoint
+    from stemserver.defaults import model_path
+
+    return model_path(settings.checkpoint)
 
 
 def _library_dir(settings) -> Path:
-    from stemserver.library import default_library_dir
+    from stemserver.defaults import default_library_dir
 
     return settings.library or default_library_dir()
 
@@ -331,12 +335,22 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from stemserver.server.app import ServerOptions, serve
+    from stemserver import demo
+    from stemserver.server.app import ServerOptions, check_security, serve
 
     settings = _settings(args)
     options = ServerOptions(host=args.host, osc_port=args.osc_port, ws_port=args.ws_port, token=args.token,
                             capture_device=args.capture, capture_seconds=args.capture_seconds, max_queue=args.queue)
-    return serve(_checkpoint_path(settings), _library_dir(settings), settings, options)
+    check_security(options)
+    checkpoint, library = _checkpoint_path(settings), _library_dir(settings)
+    defaults = settings.checkpoint is None and settings.library is None
+    if defaults and not args.no_demo and demo.wanted(library):
+        demo.install(library, checkpoint, settings)
+
+    def on_ready(osc_url: str, ws_url: str) -> None:
+        print(demo.first_query_hint(osc_url, ws_url, args.token), file=sys.stderr, flush=True)
+
+    return serve(checkpoint, library, settings, options, on_ready)
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -10,7 +10,9 @@ import subprocess
 
 from stemserver import __version__
 from stemserver.config import Settings
+from stemserver.defaults import default_model_path, model_path
 from stemserver.errors import StemserverError
+from stemserver.files import sha256_file
 
 # (import name, distribution name, what it is for)
 REQUIRED = [
@@ -102,17 +104,22 @@ def _device_status(settings: Settings) -> dict:
 
 
 def _checkpoint_status(settings: Settings) -> dict:
-    if settings.checkpoint is None:
-        return {"path": None, "note": "no checkpoint configured (pass --checkpoint or set checkpoint in the config)"}
+    """The model that serve, query, index and embed will use: the configured one, else the default."""
     from stemserver.checkpoint import load_checkpoint
 
+    source = "default" if settings.checkpoint is None else "configured"
     try:
-        checkpoint = load_checkpoint(settings.checkpoint)
+        path = model_path(settings.checkpoint)
     except StemserverError as e:
-        return {"path": str(settings.checkpoint), "error": str(e)}
+        return {"path": str(default_model_path()), "source": source, "missing": True, "error": str(e)}
+    status = {"path": str(path), "source": source}
+    try:
+        checkpoint = load_checkpoint(path)
+    except StemserverError as e:
+        return {**status, "error": str(e)}
     c = checkpoint.config
-    return {"path": str(settings.checkpoint), "embed_dim": c.embed_dim, "depth": c.depth,
-            "conditioning": c.conditioning, "text_backend": checkpoint.text_backend.get("name"),
+    return {**status, "size_bytes": path.stat().st_size, "sha256": sha256_file(path)[:12], "embed_dim": c.embed_dim,
+            "depth": c.depth, "conditioning": c.conditioning, "text_backend": checkpoint.text_backend.get("name"),
             "known_labels": len(checkpoint.labels)}
 
 
@@ -132,12 +139,12 @@ def format_report(report: dict) -> str:
     elif "error" in device:
         lines.append(f"device: error: {device['error']}")
     checkpoint = report["checkpoint"]
-    if checkpoint.get("path") is None:
-        lines.append(f"checkpoint: {checkpoint['note']}")
-    elif "error" in checkpoint:
-        lines.append(f"checkpoint: error: {checkpoint['error']}")
+    if "error" in checkpoint:
+        problem = "missing" if checkpoint.get("missing") else "error"
+        lines.append(f"model ({checkpoint['source']}): {problem}: {checkpoint['error']}")
     else:
-        lines.append(f"checkpoint: {checkpoint['path']} (d={checkpoint['embed_dim']}, depth {checkpoint['depth']}, "
+        lines.append(f"model ({checkpoint['source']}): {checkpoint['path']}, {checkpoint['size_bytes'] / 1e6:.1f} MB, "
+                     f"sha256 {checkpoint['sha256']}... (d={checkpoint['embed_dim']}, depth {checkpoint['depth']}, "
                      f"{checkpoint['conditioning']}, text {checkpoint['text_backend']}, "
                      f"{checkpoint['known_labels']} known labels)")
     lines.append("")

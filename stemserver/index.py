@@ -97,7 +97,7 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
             vectors[row] = mean_vector(columns[first : first + settings.window_columns])
             row += 1
     index_root = library.root / "index"
-    previous = _read_current(index_root)
+    previous = read_current(index_root)
     generation = (previous["generation"] + 1) if previous else 1
     folder = index_root / f"gen-{generation}"
     if folder.exists():
@@ -145,7 +145,8 @@ def project(vectors: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np
     return reduced / np.maximum(np.linalg.norm(reduced, axis=-1, keepdims=True), 1e-12)
 
 
-def _read_current(index_root: Path) -> dict | None:
+def read_current(index_root: Path) -> dict | None:
+    """The live generation's info (LIBRARY/index/current.json), or None when no index was built."""
     path = index_root / "current.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -161,7 +162,7 @@ class LibraryIndex:
     """A loaded index generation, read-only and safe to share between threads."""
 
     def __init__(self, library: Library):
-        info = _read_current(library.root / "index")
+        info = read_current(library.root / "index")
         if info is None:
             raise LibraryError(f"the library at {library.root} has no search index: run `stemserver index` on it")
         folder = library.root / "index" / info["folder"]

@@ -33,6 +33,7 @@ from stemserver.errors import StemserverError
 from stemserver.files import atomic_path, sha256_file
 
 SCHEMA_VERSION = 1
+DATABASE = "library.sqlite"
 AUDIO_EXTENSIONS = frozenset({
     ".wav", ".wave", ".bwf", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus", ".mp3",
     ".m4a", ".aac", ".mp4", ".caf", ".w64", ".wma", ".alac",
@@ -94,11 +95,6 @@ class ScanReport:
         return asdict(self)
 
 
-def default_library_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "stemserver" / "library"
-
-
 def embedding_path(root: Path, sha256: str) -> Path:
     return root / "embeddings" / sha256[:2] / f"{sha256}.npy"
 
@@ -151,7 +147,7 @@ class Library:
 
     def __init__(self, root: str | Path, create: bool = False):
         self.root = Path(root).expanduser()
-        database = self.root / "library.sqlite"
+        database = self.root / DATABASE
         if not database.exists() and not create:
             raise LibraryError(
                 f"no library at {self.root}: build one with `stemserver index FOLDER --library {self.root}`"

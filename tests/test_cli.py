@@ -96,7 +96,6 @@ def test_embed_errors_are_one_clear_line_and_exit_1(tmp_path: Path, checkpoint_p
     cases = [
         (["embed", str(not_audio), "--checkpoint", str(checkpoint_path)], "not an audio file"),
         (["embed", str(tmp_path / "missing.wav"), "--checkpoint", str(checkpoint_path)], "no such file"),
-        (["embed", str(not_audio)], "pass --checkpoint"),
         (["embed", str(not_audio), "--checkpoint", str(not_audio)], "not a readable checkpoint"),
         (["embed", str(not_audio), "--checkpoint", str(checkpoint_path), "--device", "cuda:7"], "cuda"),
     ]

@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,10 @@ def check_security(options: ServerOptions) -> None:
         )
 
 
-def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOptions) -> int:
-    """Run until SIGINT/SIGTERM; returns the exit code."""
+def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOptions,
+          on_ready: Callable[[str, str], None] | None = None) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code. `on_ready(osc_url, ws_url)` is called once
+    both front ends listen."""
     check_security(options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     engine = Engine(checkpoint, library, settings)
@@ -64,13 +67,13 @@ def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOp
         capture = LiveCapture(device, options.capture_seconds)
     service = Service(engine, capture, options.max_queue, options.max_batch)
     try:
-        asyncio.run(_run(service, options))
+        asyncio.run(_run(service, options, on_ready))
     finally:
         service.stop()
     return 0
 
 
-async def _run(service: Service, options: ServerOptions) -> None:
+async def _run(service: Service, options: ServerOptions, on_ready: Callable[[str, str], None] | None) -> None:
     loop = asyncio.get_running_loop()
     service.start()
     osc = OscServer(service, options.token)
@@ -96,7 +99,10 @@ async def _run(service: Service, options: ServerOptions) -> None:
     status = service.status()
     log.info("model %s on %s; library: %d files", status["checkpoint"], status["device"], status["library_files"])
     # One line on stdout that scripts (and the tests) wait for; ports are the real ones (0 = any free port).
-    print(f"stemserver: ready osc://{options.host}:{osc_port} ws://{options.host}:{ws_port}", flush=True)
+    osc_url, ws_url = f"osc://{options.host}:{osc_port}", f"ws://{options.host}:{ws_port}"
+    print(f"stemserver: ready {osc_url} {ws_url}", flush=True)
+    if on_ready is not None:
+        on_ready(osc_url, ws_url)
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
