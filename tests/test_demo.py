@@ -31,8 +31,8 @@ RATE = 16_000
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 # (work id, variant, [(stemName, trackType)]): two variants of one work, and two other works
 TRACKS = [
-    ("bach/bwv1.mxl", 0, [("bass", "fretless bass"), ("guitar", "steel string guitar"), ("drums", "drum kit")]),
-    ("bach/bwv1.mxl", 1, [("bass", "acoustic bass"), ("organ", "church organ")]),
+    ("bach/bwv66.6.mxl", 0, [("bass", "fretless bass"), ("guitar", "steel string guitar"), ("drums", "drum kit")]),
+    ("bach/bwv66.6.mxl", 1, [("bass", "acoustic bass"), ("organ", "church organ")]),
     ("mozart/k155/movement1.mxl", 0, [("bass", "synth bass 1"), ("brass", "trumpet"), ("brass", "trumpet")]),
     ("haydn/opus1no1/movement1.mxl", 0, [("ensemble", "string ensemble 1"), ("bass", "electric bass finger")]),
 ]
@@ -94,8 +94,8 @@ def test_the_demo_holds_encoded_stems_mixes_and_a_manifest(corpus, demo: Path):
     files = manifest["files"]
     assert [f["track"] for f in files if f["kind"] == "mix"] == [ids[0], ids[2]]
     assert sorted(f["path"] for f in files if f["track"] == ids[0]) == [
-        "mixes/bach-bwv1-v0.opus", "stems/bass/bach-bwv1-v0-fretless-bass.opus",
-        "stems/drums/bach-bwv1-v0-drum-kit.opus", "stems/guitar/bach-bwv1-v0-steel-string-guitar.opus"]
+        "mixes/bach-bwv66-6-v0.opus", "stems/bass/bach-bwv66-6-v0-fretless-bass.opus",
+        "stems/drums/bach-bwv66-6-v0-drum-kit.opus", "stems/guitar/bach-bwv66-6-v0-steel-string-guitar.opus"]
     trumpets = sorted(f["path"] for f in files if f["track"] == ids[2] and f["stem"] and "brass" in f["stem"])
     assert trumpets == ["stems/brass/mozart-k155-movement1-v0-trumpet-2.opus",
                         "stems/brass/mozart-k155-movement1-v0-trumpet.opus"]
@@ -109,7 +109,7 @@ def test_the_demo_holds_encoded_stems_mixes_and_a_manifest(corpus, demo: Path):
         assert info.duration == pytest.approx(6.0, abs=0.01)
     bass = next(f for f in files if f["path"].startswith("stems/bass/bach"))
     assert (bass["kind"], bass["labels"], bass["stem"].split("/")[0]) == ("stem", ["bass", "fretless bass"], "bass")
-    mix = next(f for f in files if f["path"] == "mixes/bach-bwv1-v0.opus")
+    mix = next(f for f in files if f["path"] == "mixes/bach-bwv66-6-v0.opus")
     assert mix["labels"] == ["bass", "drums", "guitar"] and mix["stem"] is None
     assert sum(p.stat().st_size for p in demo.rglob("*") if p.is_file()) < 20e6
 
@@ -243,9 +243,9 @@ def test_the_first_start_installs_and_indexes_the_demo_once(demo: Path, tmp_path
         command = server.first_query()
         installed = data / "stemserver" / "demo"
         assert sorted(p.relative_to(installed).as_posix() for p in (installed / "stems").rglob("*.opus")) == stems
-        assert (installed / "mixes" / "bach-bwv1-v0.opus").is_file() and (installed / "demo.json").is_file()
+        assert (installed / "mixes" / "bach-bwv66-6-v0.opus").is_file() and (installed / "demo.json").is_file()
         assert "first start: copying the demo library" in server.log
-        assert f"{installed / 'mixes' / 'bach-bwv1-v0.opus'} -i bass --server osc://127.0.0.1:" in command
+        assert f"{installed / 'mixes' / 'bach-bwv66-6-v0.opus'} -i bass --server osc://127.0.0.1:" in command
         answer = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=120, env=env)
         assert answer.returncode == 0, answer.stderr
         assert f"  {installed / 'stems'}/" in answer.stdout and "ms: " in answer.stdout

@@ -61,14 +61,15 @@ class Encoding:
     compression_level: float
     seconds: float | None  # keep only the first S seconds of each track
 
-    def write(self, path: Path, samples: np.ndarray) -> int:
-        """Encode `samples` to `path` (its extension is the codec's); returns the file's size."""
+    def write(self, folder: Path, name: str, samples: np.ndarray) -> tuple[str, int]:
+        """Encode `samples` to folder/name plus the codec's extension; returns that path relative to
+        `folder` and the file's size."""
         subtype, extension = CODECS[self.codec]
-        path = path.with_suffix(extension)
+        path = folder / f"{name}{extension}"
         path.parent.mkdir(parents=True, exist_ok=True)
         soundfile.write(path, samples, audio.SAMPLE_RATE, format="OGG", subtype=subtype,
                         compression_level=self.compression_level)
-        return path.stat().st_size
+        return path.relative_to(folder).as_posix(), path.stat().st_size
 
 
 def select_tracks(records: dict[str, dict], track_ids: list[str] | None, cache: Path | None, split: str,
@@ -100,12 +101,12 @@ def build(corpus: Path, out: Path, track_ids: list[str], encoding: Encoding, bud
     shutil.rmtree(partial, ignore_errors=True)
     manifest = {"source": SOURCE, "sample_rate": audio.SAMPLE_RATE, "codec": encoding.codec,
                 "compression_level": encoding.compression_level, "files": []}
-    total = 0
+    total, taken = 0, set()
     try:
         for done, name in enumerate(track_ids):
             if name not in tracks or not layout.is_complete(corpus / name):
                 raise DemoError(f"track {name} is not complete in {corpus}: wait for the corpus build to finish it")
-            for entry in _write_track(partial, tracks[name], _record(records, name), encoding):
+            for entry in _write_track(partial, tracks[name], _record(records, name), encoding, taken):
                 manifest["files"].append(entry)
                 total += entry["bytes"]
             if total > budget_bytes:
@@ -127,30 +128,29 @@ def build(corpus: Path, out: Path, track_ids: list[str], encoding: Encoding, bud
     return manifest
 
 
-def _write_track(folder: Path, track: Track, record: dict, encoding: Encoding) -> list[dict]:
-    """Encode the stems of one track and their mix; returns their manifest entries."""
+def _write_track(folder: Path, track: Track, record: dict, encoding: Encoding, taken: set[str]) -> list[dict]:
+    """Encode the stems of one track and their mix (under names not in `taken`); returns their manifest entries."""
     work = _slug(re.sub(r"\.\w+$", "", record["work_id"]))
     base = f"{work}-v{record['variant']}"
     about = {"work": record["work_id"], "title": record["title"], "composer": record["composer"],
              "track": track.name, "variant": record["variant"], "source": SOURCE}
-    entries, mix, taken = [], np.zeros(0, np.float32), set()
+    entries, mix = [], np.zeros(0, np.float32)
     for stem in track.stems:
         samples, _ = audio.load(stem.sources[0])
         samples = samples[: int(encoding.seconds * audio.SAMPLE_RATE)] if encoding.seconds else samples
         mix = _summed(mix, samples)
         stem_name = stem.name.split("/")[0]
-        stem_file = f"{base}-{_slug(stem.label_path[-1] if stem.label_path else stem_name)}"
-        path = _unique(folder / STEMS / _slug(stem_name) / stem_file, taken)
-        size = encoding.write(path, samples)
-        entries.append({"path": _relative(path, folder, encoding), "kind": "stem", **about, "stem": stem.name,
+        instrument = _slug(stem.label_path[-1] if stem.label_path else stem_name)
+        name = _unique(f"{STEMS}/{_slug(stem_name)}/{base}-{instrument}", taken)
+        path, size = encoding.write(folder, name, samples)
+        entries.append({"path": path, "kind": "stem", **about, "stem": stem.name,
                         "labels": list(stem.label_path), "seconds": round(len(samples) / audio.SAMPLE_RATE, 3),
                         "bytes": size})
     peak = float(np.abs(mix).max())
     mix = mix * (MIX_PEAK / peak) if peak > MIX_PEAK else mix
-    path = folder / MIXES / base
-    size = encoding.write(path, mix)
+    path, size = encoding.write(folder, _unique(f"{MIXES}/{base}", taken), mix)
     labels = sorted({stem.label_path[0] for stem in track.stems if stem.label_path})
-    entries.insert(0, {"path": _relative(path, folder, encoding), "kind": "mix", **about, "stem": None,
+    entries.insert(0, {"path": path, "kind": "mix", **about, "stem": None,
                        "labels": labels, "seconds": round(len(mix) / audio.SAMPLE_RATE, 3), "bytes": size})
     return entries
 
@@ -176,21 +176,18 @@ def _summed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "x"
+    """A file name part: lower-case letters and digits joined by '-' ("bach/bwv66.6" -> "bach-bwv66-6")."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def _unique(path: Path, taken: set[Path]) -> Path:
-    """`path`, or `path-2`, `path-3`... when two stems of a track would get the same name."""
-    candidate, n = path, 1
+def _unique(name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`... when two files would get the same name."""
+    candidate, n = name, 1
     while candidate in taken:
         n += 1
-        candidate = path.with_name(f"{path.name}-{n}")
+        candidate = f"{name}-{n}"
     taken.add(candidate)
     return candidate
-
-
-def _relative(path: Path, folder: Path, encoding: Encoding) -> str:
-    return path.with_suffix(CODECS[encoding.codec][1]).relative_to(folder).as_posix()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
