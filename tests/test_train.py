@@ -193,6 +193,25 @@ def test_phase_two_conditions_on_text_through_film():
     assert 0 <= figures["accuracy"] <= 1
 
 
+def test_column_pooling_pairs_each_mix_column_with_the_stem_column_at_the_same_time():
+    """pooling=columns: 8 columns of each of 4 examples are 32 candidates; with the stem equal to
+    the mix every column finds its own twin (a positive at the same time), and `both` averages the
+    mean-pooled and the per-column losses."""
+    torch.manual_seed(0)
+    model = StemJEPA(tiny_config())
+    mel = torch.randn(4, 80, 16 * 12)  # 12 columns of distinct noise
+    info_nce = train_module.InfoNCE(temperature=0.05)
+    columns = ContrastiveObjective(model.encoder, info_nce, train_module.Distributed(), "columns", columns=8)
+    loss, figures = columns(mel, mel.clone())
+    assert figures["accuracy"] == 1.0 and loss < math.log(32)
+    mean = ContrastiveObjective(model.encoder, info_nce, train_module.Distributed(), "mean")
+    both = ContrastiveObjective(model.encoder, info_nce, train_module.Distributed(), "both", columns=12)
+    other = mel.flip(0)
+    everything = ContrastiveObjective(model.encoder, info_nce, train_module.Distributed(), "columns", columns=12)
+    expected = (mean(mel, other)[0] + everything(mel, other)[0]) / 2  # 12 of 12 columns: no sampling left
+    assert torch.allclose(both(mel, other)[0], expected, atol=1e-5)
+
+
 def _ddp_worker(rank: int, world_size: int, port: int, config: TrainConfig, out: Path) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

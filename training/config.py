@@ -94,6 +94,8 @@ class ContrastiveConfig:
     max_temperature: float = _setting(1.0, minimum=0.0)
     symmetric: bool = True  # InfoNCE in both directions; false: context -> target only
     center: bool = True  # centre each side on its batch mean before the cosine (false: the paper's literal loss)
+    pooling: str = _setting("mean", choices=("mean", "columns", "both"))  # mean: the papers'; columns: per column
+    columns: int = _setting(8, minimum=1)  # with pooling columns: columns sampled per example
 
 
 @dataclass(frozen=True)

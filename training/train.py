@@ -86,24 +86,42 @@ _CHECKPOINT_NAME = re.compile(r"^(contrastive|jepa)-(\d+)\.state\.pt$")
 
 
 class ContrastiveObjective(nn.Module):
-    """Phase 1: InfoNCE between mean-pooled context and target embeddings.
+    """Phase 1: InfoNCE between pooled context and target embeddings.
+
+    `pooling="mean"` (the papers): one embedding per example, the mean over all patches.
+    `pooling="columns"`: one embedding per time column (the mean over its frequency rows), for
+    `columns` randomly chosen columns of each example; a mix column's positive is the stem's
+    column at the same time, and every other sampled column of the batch, the same example's
+    other moments included, is a negative. See docs/training.md for why.
 
     Under DDP the embeddings of every rank are gathered first, so the negatives are the whole
     global (micro-)batch, as in a single process, and every rank computes the same loss."""
 
-    def __init__(self, encoder: nn.Module, loss: InfoNCE, ddp: Distributed):
+    def __init__(self, encoder: nn.Module, loss: InfoNCE, ddp: Distributed, pooling: str = "mean",
+                 columns: int = 8):
         super().__init__()
         self.encoder, self.loss, self.ddp = encoder, loss, ddp
+        self.pooling, self.columns = pooling, columns
 
     def forward(self, context: torch.Tensor, target: torch.Tensor,
                 text: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z = self.encoder(torch.cat([context, target]))  # one pass for both halves
-        s, s_bar = z.mean(dim=(1, 2)).chunk(2)  # mean over patches -> (B, d) each
-        s, s_bar = gather_with_grad(s, self.ddp), gather_with_grad(s_bar, self.ddp)
-        loss = self.loss(s, s_bar)
-        with torch.no_grad():
-            hits = self.loss.logits(s, s_bar).argmax(dim=1) == torch.arange(len(s), device=s.device)
-        return loss, {"temperature": self.loss.temperature.detach(), "accuracy": hits.float().mean()}
+        pairs = []
+        if self.pooling in ("mean", "both"):
+            pairs.append(z.mean(dim=(1, 2)).chunk(2))  # mean over patches -> (B, d) each
+        if self.pooling in ("columns", "both"):
+            columns = z.mean(dim=1)  # (2B, cols, d)
+            picked = torch.randperm(columns.shape[1], device=z.device)[: self.columns]
+            pairs.append(columns[:, picked].flatten(0, 1).chunk(2))  # (B x picked, d) each, aligned
+        losses, hits = [], []
+        for s, s_bar in pairs:
+            s, s_bar = gather_with_grad(s, self.ddp), gather_with_grad(s_bar, self.ddp)
+            losses.append(self.loss(s, s_bar))
+            with torch.no_grad():
+                hits.append(self.loss.logits(s, s_bar).argmax(dim=1) == torch.arange(len(s), device=s.device))
+        # the accuracy of the first pooling: the mean's when there is one
+        return sum(losses) / len(losses), {"temperature": self.loss.temperature.detach(),
+                                           "accuracy": hits[0].float().mean()}
 
 
 class JEPAObjective(nn.Module):
@@ -260,7 +278,7 @@ class Run:
         if phase == "contrastive":
             loss = InfoNCE(settings.temperature, settings.min_temperature, settings.max_temperature,
                            settings.symmetric, settings.center)
-            objective = ContrastiveObjective(model.encoder, loss, ddp).to(device)
+            objective = ContrastiveObjective(model.encoder, loss, ddp, settings.pooling, settings.columns).to(device)
         else:
             if state is None:  # I-JEPA: the target encoder starts as a copy of the context encoder
                 model.target_encoder.load_state_dict(model.encoder.state_dict())
