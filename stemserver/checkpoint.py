@@ -68,6 +68,13 @@ class Checkpoint:
             raise CheckpointError(f"the checkpoint's weights do not fit its own model config: {e}") from e
         return model.to(device).eval()
 
+    def with_dtype(self, dtype: torch.dtype) -> Checkpoint:
+        """A copy whose floating-point weights are stored as `dtype` (float16 halves the file; the
+        model is rebuilt in float32 from it). The label cache keeps its precision."""
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in self.state.items()}
+        return Checkpoint(self.config, state, self.text_backend, list(self.labels), self.label_embeddings,
+                          {**self.info, "weights_dtype": str(dtype).removeprefix("torch.")})
+
     def save(self, path: str | Path) -> None:
         """Write atomically: a crash mid-save never leaves a half-written checkpoint at `path`."""
         path = Path(path)

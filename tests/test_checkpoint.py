@@ -50,6 +50,19 @@ def test_half_precision_weights_round_trip_too(tmp_path: Path):
     assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (tmp_path / "full.safetensors").stat().st_size
 
 
+def test_with_dtype_halves_the_file_and_the_model_rebuilds_in_float32(tmp_path: Path):
+    saved = make_checkpoint(tmp_path / "full.safetensors")
+    saved.with_dtype(torch.float16).save(tmp_path / "half.safetensors")
+    half = load_checkpoint(tmp_path / "half.safetensors")
+    assert half.info["weights_dtype"] == "float16" and half.label_embeddings.dtype == torch.float32
+    full_model, half_model = saved.build_model(), half.build_model()
+    assert all(p.dtype == torch.float32 for p in half_model.parameters())
+    x = torch.randn(2, 16_000 * 2)
+    with torch.no_grad():
+        a, b = full_model.encode(x), half_model.encode(x)
+    assert torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).min() > 0.999
+
+
 def test_saving_is_atomic_and_leaves_no_temporary_files(tmp_path: Path):
     path = tmp_path / "model.safetensors"
     make_checkpoint(path, seed=1)
