@@ -343,3 +343,15 @@ def test_command_line_errors(band, tmp_path, capsys):
         main([str(band["checkpoint"]), str(band["cache"]), "--chunks-per-track", "0"])
     assert exit_info.value.code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_target_shift_moves_the_alignment_peak_by_as_many_columns(tmp_path):
+    """Pool stems read 2 columns (0.32 s) later than their mix: the identity predictor's curve
+    peaks at j = +2, and the aligned protocol's perfect cosine is gone from j = 0."""
+    model, labels, dataset = doubled_stems(tmp_path)
+    metrics = evaluate(model, labels, dataset, sampler=SAMPLER, chunks_per_track=1, progress=False,
+                       target_shift_s=0.32)
+    assert metrics["data"]["target_shift_s"] == 0.32
+    alignment = metrics["levels"]["fine"]["alignment"]
+    assert alignment["peak_shift_raw"] == 2
+    assert alignment["raw"][alignment["shifts"].index(2)] > alignment["raw"][alignment["shifts"].index(0)]

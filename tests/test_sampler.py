@@ -268,3 +268,18 @@ def test_evaluation_view_pairs_every_active_stem_with_the_mix_of_the_others(prep
     assert EvaluationView(prepared, CONFIG, chunks_per_track=4).items == view.items  # fixed
     batch = next(iter(DataLoader(view, batch_size=5, collate_fn=collate_examples)))
     assert batch.context.shape == (5, CHUNK)
+
+
+@pytest.mark.parametrize("shift", [CHUNK // 3, -CHUNK // 3])
+def test_evaluation_view_can_read_targets_later_or_earlier_than_their_mix(prepared, shift):
+    aligned = EvaluationView(prepared, CONFIG, chunks_per_track=4)
+    shifted = EvaluationView(prepared, CONFIG, chunks_per_track=4, target_shift=shift)
+    assert shifted.items == aligned.items  # same queries, same pool members
+    for i in range(len(aligned)):
+        a, b = aligned[i], shifted[i]
+        np.testing.assert_array_equal(a.context, b.context)
+        stem = next(s for s in track_named(prepared, a.track).stems if s.name == a.stem)
+        start = a.start + shift
+        expected = np.concatenate([np.zeros(max(0, -start), np.float32), stem.read(max(0, start), start + CHUNK)])
+        np.testing.assert_array_equal(b.target, expected)
+        assert len(b.target) == CHUNK

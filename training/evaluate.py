@@ -407,14 +407,15 @@ def resolve_levels(label_level: str, label_paths: Sequence[Sequence[str]]) -> tu
 def evaluate(model: StemJEPA, labels: LabelEmbedder, dataset: PreparedDataset, *, label_level: str = "both",
              pool_encoder: str = "target", chunks_per_track: int = 4, sampler: SamplerConfig = SamplerConfig(),
              batch_size: int = 32, device: torch.device = torch.device("cpu"), max_shift: int | None = None,
-             progress: bool = True, holdout_labels: Sequence[str] = ()) -> dict:
+             progress: bool = True, holdout_labels: Sequence[str] = (), target_shift_s: float = 0.0) -> dict:
     """The whole protocol on `dataset` (already restricted to the split to evaluate): the metrics
     dictionary that metrics.json holds, less the facts only the caller knows (checkpoint, device).
-    `holdout_labels`: the labels training never saw (its data.holdout_labels), reported apart."""
+    `holdout_labels`: the labels training never saw (its data.holdout_labels), reported apart.
+    `target_shift_s`: embed every pool stem from that much later than its mix (0: the papers')."""
     if dataset.sample_rate != model.config.front_end.sample_rate:
         raise StemserverError(f"{dataset.cache_dir} holds audio at {dataset.sample_rate} Hz but the model reads "
                               f"{model.config.front_end.sample_rate} Hz; build a cache at the model's rate")
-    view = EvaluationView(dataset, sampler, chunks_per_track)
+    view = EvaluationView(dataset, sampler, chunks_per_track, round(target_shift_s * dataset.sample_rate))
     if len(view) == 0:
         raise StemserverError(
             f"{dataset.cache_dir}: no evaluation chunk of its {len(dataset.tracks)} track(s) has two active stems "
@@ -448,6 +449,7 @@ def evaluate(model: StemJEPA, labels: LabelEmbedder, dataset: PreparedDataset, *
             "tracks": len({target.track for target in embedded.targets}),
             "targets": len(embedded.targets),
             "chunks_per_track": chunks_per_track,
+            "target_shift_s": target_shift_s,
             "chunk_seconds": sampler.chunk_seconds,
             "min_peak": sampler.min_peak,
             "min_rms": sampler.min_rms,
@@ -479,6 +481,9 @@ def add_arguments(parser: argparse.ArgumentParser, common: bool = True) -> None:
                         help="evenly spaced evaluation chunks per track (default 4)")
     parser.add_argument("--chunk-seconds", type=positive_float, default=8.0, metavar="S",
                         help="chunk length (default 8, the training length)")
+    parser.add_argument("--target-shift", type=float, default=0.0, metavar="S",
+                        help="embed each pool stem S seconds later than its mix (default 0, the papers' aligned "
+                             "protocol; a library search is never aligned to the 160 ms column)")
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="B", help="targets per forward pass")
     parser.add_argument("--max-shift", type=non_negative_int, metavar="COLUMNS",
                         help="alignment curve over shifts -COLUMNS..COLUMNS (default half the chunk)")
@@ -522,6 +527,7 @@ def run(args: argparse.Namespace) -> int:
             sampler=SamplerConfig(chunk_seconds=args.chunk_seconds), batch_size=args.batch_size, device=device,
             max_shift=args.max_shift, progress=not args.no_progress,
             holdout_labels=checkpoint.info.get("config", {}).get("data", {}).get("holdout_labels", []),
+            target_shift_s=args.target_shift,
         )
         metrics = {
             "checkpoint": {"path": str(args.checkpoint), "sha256": sha256_file(args.checkpoint),

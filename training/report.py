@@ -78,7 +78,9 @@ def markdown(metrics: dict, files: dict[str, str]) -> str:
         f"{data['chunk_seconds']:g} s per track, {data['tracks']} tracks. Each is retrieved from a pool of all "
         f"{data['targets']}, embedded by the **{protocol['pool_encoder']}** encoder. The query is the predictor's "
         "output for the mix of the other active stems, conditioned on the target's label. Figures are percent; "
-        "ranks are 0-based and divided by the pool size (0 = the target ranked first), ties count half.", "",
+        "ranks are 0-based and divided by the pool size (0 = the target ranked first), ties count half."
+        + (f" Every pool stem is embedded **{data['target_shift_s']:g} s later** than its mix."
+           if data.get("target_shift_s") else ""), "",
         "## Retrieval", "",
         "| query | R@1 | R@5 | R@10 | mean norm. rank | median norm. rank |",
         "|---|---:|---:|---:|---:|---:|",

@@ -186,13 +186,18 @@ class EvaluationView(Dataset):
     level ("music" when unlabelled). Chunks with fewer than two active stems are left out: there
     is no mix to query with. The item list is fixed at construction, so every run scores the same
     queries against the same pool.
+
+    `target_shift` (samples) reads every target that much later than its mix (earlier when
+    negative; zeros past either end of the track): the papers' protocol pairs a mix with exactly
+    the same moment of its stem, which a library search never gets.
     """
 
     def __init__(self, dataset: PreparedDataset, config: SamplerConfig = SamplerConfig(),
-                 chunks_per_track: int = 4):
+                 chunks_per_track: int = 4, target_shift: int = 0):
         chunk_samples = round(config.chunk_seconds * dataset.sample_rate)
         self.tracks = dataset.tracks
         self.chunk_samples = chunk_samples
+        self.target_shift = target_shift
         self.items: list[tuple[int, int, int, tuple[int, ...]]] = []  # track, start, stem, others
         for t, track in enumerate(self.tracks):
             for start in evaluation_chunk_starts(track.num_samples, chunk_samples, chunks_per_track):
@@ -208,8 +213,12 @@ class EvaluationView(Dataset):
         track = self.tracks[t]
         chunk = read_chunk(track, start, self.chunk_samples)
         stem = track.stems[s]
+        shifted = start + self.target_shift
+        target = chunk[s] if self.target_shift == 0 else np.concatenate([
+            np.zeros(max(0, -shifted), dtype=np.float32),
+            stem.read(max(0, shifted), shifted + self.chunk_samples)])
         return Example(
-            context=chunk[list(others)].sum(axis=0), target=chunk[s],
+            context=chunk[list(others)].sum(axis=0), target=target,
             label=stem.label_path[-1] if stem.label_path else FALLBACK_LABEL,
             label_path=stem.label_path, track=track.name, stem=stem.name, start=start,
             context_stems=tuple(track.stems[i].name for i in others),
