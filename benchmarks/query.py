@@ -1,9 +1,10 @@
 """End-to-end query latency through `Engine`, next to the bare encoder + predictor forward, per model size.
 
-    .venv/bin/python benchmarks/query.py [--sizes tiny small base] [--windows 10000] [--queries 30]
+    .venv/bin/python benchmarks/query.py [--sizes default tiny small base] [--windows 10000] [--queries 30]
         [--batch 8] [--device cpu] [--threads N] [--json]
 
-For each model size: a random-init checkpoint (timing does not depend on the weights), a temporary
+For each model size: a random-init checkpoint (timing does not depend on the weights; `default` is
+the bundled default model itself, stemserver/assets/default-model.safetensors), a temporary
 library of 30 s stems whose column embeddings have the real shape (187 columns x 5 rows x d, float16,
 clustered; `--windows` 8 s windows in all, 7 per stem), written through `Library.scan` and indexed
 with the default `build_index` settings, and an `Engine` on them. Each query is 8 s of a 44.1 kHz
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -35,8 +37,9 @@ import numpy as np
 import torch
 from common import emit  # noqa: E402
 
-from stemserver.checkpoint import Checkpoint
+from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.config import Settings, TextSettings
+from stemserver.defaults import default_model_path
 from stemserver.device import inference
 from stemserver.engine import Engine, Query
 from stemserver.files import sha256_file
@@ -53,6 +56,7 @@ QUERY_SECONDS = 8.0
 STEM_SECONDS = 30.0
 INSTRUMENT = "bass"
 TEXT_DIM = 384  # MiniLM's; the label cache is random, as the weights are
+DEFAULT = "default"
 
 
 def write_checkpoint(path: Path, size: str, seed: int = 0) -> ModelConfig:
@@ -97,7 +101,11 @@ def mixes(n: int, seed: int) -> list[np.ndarray]:
 def run_size(size: str, args: argparse.Namespace, root: Path) -> dict:
     """Checkpoint, library and engine of one size in `root`, and that size's figures."""
     checkpoint = root / f"{size}.safetensors"
-    config = write_checkpoint(checkpoint, size)
+    if size == DEFAULT:
+        shutil.copyfile(default_model_path(), checkpoint)
+        config = load_checkpoint(checkpoint).config
+    else:
+        config = write_checkpoint(checkpoint, size)
     vectors = SyntheticVectors(config.embed_dim, seed=args.seed)
     centres = vectors.centres
     defaults = IndexSettings()
@@ -191,7 +199,8 @@ def print_table(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=list(ENCODER_PRESETS), choices=list(ENCODER_PRESETS))
+    parser.add_argument("--sizes", nargs="+", default=[DEFAULT, *ENCODER_PRESETS], choices=[DEFAULT, *ENCODER_PRESETS],
+                        help="'default': the bundled default model; the others: random weights of that preset")
     parser.add_argument("--windows", type=int, default=10_000, help="8 s windows in the library (7 per 30 s stem)")
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--batch", type=int, default=8)
