@@ -92,7 +92,8 @@ class ContrastiveObjective(nn.Module):
     `pooling="columns"`: one embedding per time column (the mean over its frequency rows), for
     `columns` randomly chosen columns of each example; a mix column's positive is the stem's
     column at the same time, and every other sampled column of the batch, the same example's
-    other moments included, is a negative. See docs/training.md for why.
+    other moments included, is a negative. `pooling="both"` averages the two losses (its logged
+    accuracy is the mean-pooled one). See docs/training.md, "Phase 1 pooling", for why.
 
     Under DDP the embeddings of every rank are gathered first, so the negatives are the whole
     global (micro-)batch, as in a single process, and every rank computes the same loss."""
@@ -119,7 +120,6 @@ class ContrastiveObjective(nn.Module):
             losses.append(self.loss(s, s_bar))
             with torch.no_grad():
                 hits.append(self.loss.logits(s, s_bar).argmax(dim=1) == torch.arange(len(s), device=s.device))
-        # the accuracy of the first pooling: the mean's when there is one
         return sum(losses) / len(losses), {"temperature": self.loss.temperature.detach(),
                                            "accuracy": hits[0].float().mean()}
 
