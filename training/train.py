@@ -114,14 +114,12 @@ class ContrastiveObjective(nn.Module):
             columns = z.mean(dim=1)  # (2B, cols, d)
             picked = torch.randperm(columns.shape[1], device=z.device)[: self.columns]
             pairs.append(columns[:, picked].flatten(0, 1).chunk(2))  # (B x picked, d) each, aligned
-        losses, hits = [], []
-        for s, s_bar in pairs:
-            s, s_bar = gather_with_grad(s, self.ddp), gather_with_grad(s_bar, self.ddp)
-            losses.append(self.loss(s, s_bar))
-            with torch.no_grad():
-                hits.append(self.loss.logits(s, s_bar).argmax(dim=1) == torch.arange(len(s), device=s.device))
-        return sum(losses) / len(losses), {"temperature": self.loss.temperature.detach(),
-                                           "accuracy": hits[0].float().mean()}
+        pairs = [(gather_with_grad(s, self.ddp), gather_with_grad(s_bar, self.ddp)) for s, s_bar in pairs]
+        loss = sum(self.loss(s, s_bar) for s, s_bar in pairs) / len(pairs)
+        with torch.no_grad():
+            s, s_bar = pairs[0]
+            hits = self.loss.logits(s, s_bar).argmax(dim=1) == torch.arange(len(s), device=s.device)
+        return loss, {"temperature": self.loss.temperature.detach(), "accuracy": hits.float().mean()}
 
 
 class JEPAObjective(nn.Module):
