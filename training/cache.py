@@ -150,7 +150,7 @@ def build_cache(
 
     keys = [[(stem, _stem_key(stem, sample_rate)) for stem in track.stems] for track in tracks]
     to_decode = {key: (track, stem) for track, stems in zip(tracks, keys) for stem, key in stems
-                 if key and not _is_stored(audio_dir, key)}
+                 if key and not is_stored(audio_dir, key)}
     failed = set()
     for key, (track, stem) in tqdm(to_decode.items(), desc="decoding stems", unit="stem", disable=not progress):
         try:
@@ -275,16 +275,20 @@ def store_stem(audio_dir: Path, key: str, samples: np.ndarray) -> None:
 
 
 def _index_entry(audio_dir: Path, stem: Stem, key: str) -> dict[str, Any]:
-    stored = json.loads(_sidecar(audio_dir, key).read_text())
     return {"name": stem.name, "label_path": list(stem.label_path), "file": f"{key}.npy",
-            "sources": [str(path) for path in stem.sources], **stored}
+            "sources": [str(path) for path in stem.sources], **stored_stem(audio_dir, key)}
+
+
+def stored_stem(audio_dir: Path, key: str) -> dict[str, Any]:
+    """What `store_stem` recorded of a stem: num_samples, scale and peak."""
+    return json.loads(_sidecar(audio_dir, key).read_text())
 
 
 def _sidecar(audio_dir: Path, key: str) -> Path:
     return audio_dir / f"{key}.json"
 
 
-def _is_stored(audio_dir: Path, key: str) -> bool:
+def is_stored(audio_dir: Path, key: str) -> bool:
     return _sidecar(audio_dir, key).is_file() and (audio_dir / f"{key}.npy").is_file()
 
 

@@ -33,8 +33,10 @@ from training.cache import (
     INDEX_FILE,
     SPLITS_FILE,
     CacheError,
+    is_stored,
     read_json,
     store_stem,
+    stored_stem,
     write_json,
 )
 from training.datasets import SPLITS
@@ -76,32 +78,34 @@ def pack(cache_dir: Path, out_dir: Path, *, splits: Sequence[str] = SPLITS, max_
 
 
 def unpack(shard_dirs: Sequence[Path], cache_dir: Path, *, workers: int = 2) -> int:
-    """Decode `shard_dirs` into the cache at `cache_dir` (created or added to); returns its track count."""
+    """Decode `shard_dirs` into the cache at `cache_dir` (created, or added to after an earlier
+    unpack); returns its track count."""
     audio_dir = cache_dir / AUDIO_DIR
     audio_dir.mkdir(parents=True, exist_ok=True)
     tracks, splits, sample_rate = {}, {}, None
-    for shard in [cache_dir, *shard_dirs]:  # what an earlier unpack put there counts too
-        manifest = shard / SHARD_INDEX if shard != cache_dir else cache_dir / INDEX_FILE
-        if not manifest.is_file():
+    if (cache_dir / INDEX_FILE).is_file():
+        index = read_json(cache_dir / INDEX_FILE, "unpack again into an empty folder")
+        tracks, sample_rate = {track["name"]: track for track in index["tracks"]}, index["sample_rate"]
+        splits = read_json(cache_dir / SPLITS_FILE, "unpack again into an empty folder")["splits"]
+    found = False
+    for shard in shard_dirs:
+        if not (shard / SHARD_INDEX).is_file():
             continue
-        entry = read_json(manifest, "pack it again")
+        found = True
+        entry = read_json(shard / SHARD_INDEX, "pack it again")
         if sample_rate not in (None, entry["sample_rate"]):
             raise CacheError(f"{shard}: {entry['sample_rate']} Hz, the other shards {sample_rate} Hz")
         sample_rate = entry["sample_rate"]
-        if shard != cache_dir:
-            jobs = [(shard / _opus_name(stem), audio_dir, stem) for track in entry["tracks"]
-                    for stem in track["stems"] if not (audio_dir / stem["file"].replace(".npy", ".json")).is_file()]
-            if jobs:
-                with ProcessPoolExecutor(workers) as pool:
-                    list(pool.map(_decode, *zip(*jobs), chunksize=8))
-            splits.update(entry["splits"])
-        else:
-            splits.update(read_json(cache_dir / SPLITS_FILE, "unpack again")["splits"])
-        for track in entry["tracks"]:  # the decoded audio's own scale and peak, as its sidecar says
-            stems = [{**stem, **read_json(audio_dir / stem["file"].replace(".npy", ".json"), "unpack again")}
-                     for stem in track["stems"]]
-            tracks[track["name"]] = {**track, "stems": stems}
-    if sample_rate is None:
+        jobs = [(shard / _opus_name(stem), audio_dir, stem) for track in entry["tracks"] for stem in track["stems"]
+                if not is_stored(audio_dir, _key(stem))]
+        if jobs:
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_decode, *zip(*jobs), chunksize=8))
+        splits.update(entry["splits"])
+        for track in entry["tracks"]:  # the decoded audio's own scale and peak, as store_stem recorded them
+            tracks[track["name"]] = {**track, "stems": [{**stem, **stored_stem(audio_dir, _key(stem))}
+                                                        for stem in track["stems"]]}
+    if not found:
         raise CacheError(f"no shard found in {[str(s) for s in shard_dirs]} (each holds {SHARD_INDEX})")
     write_json(cache_dir / SPLITS_FILE, {"seed": None, "valid_fraction": None, "test_fraction": None, "splits": splits})
     write_json(cache_dir / INDEX_FILE,
@@ -109,8 +113,12 @@ def unpack(shard_dirs: Sequence[Path], cache_dir: Path, *, workers: int = 2) -> 
     return len(tracks)
 
 
+def _key(stem: dict) -> str:
+    return stem["file"].removesuffix(".npy")
+
+
 def _opus_name(stem: dict) -> str:
-    return stem["file"].removesuffix(".npy") + ".opus"
+    return _key(stem) + ".opus"
 
 
 def _gain(stem: dict) -> float:
@@ -128,7 +136,7 @@ def _decode(opus: Path, audio_dir: Path, stem: dict) -> None:
     samples = np.zeros(stem["num_samples"], dtype=np.float32)
     n = min(len(decoded), len(samples))
     samples[:n] = decoded[:n] / _gain(stem)
-    store_stem(audio_dir, stem["file"].removesuffix(".npy"), samples)
+    store_stem(audio_dir, _key(stem), samples)
 
 
 def _write_shard(out_dir: Path, number: int, tracks: list[dict], staging: Path, index: dict,
