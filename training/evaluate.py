@@ -61,7 +61,7 @@ from stemserver.errors import StemserverError
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver.vocabulary import FALLBACK_LABEL
-from training.arguments import non_negative_int, positive_float, positive_int
+from stemserver.arguments import non_negative_int, positive_float, positive_int
 from training.cache import PreparedDataset
 from training.sampler import EvaluationView, SamplerConfig, collate_examples
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from training.arguments import positive_float, positive_int
+from stemserver.arguments import positive_float, positive_int
 from training.cache import (
     AUDIO_DIR,
     CACHE_FORMAT,

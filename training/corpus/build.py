@@ -30,7 +30,7 @@ from tqdm import tqdm
 from stemserver import __version__
 from stemserver.audio import SAMPLE_RATE
 from stemserver.errors import StemserverError
-from training.arguments import positive_float, positive_int
+from stemserver.arguments import positive_float, positive_int
 from training.corpus import layout
 from training.corpus.errors import CorpusError
 from training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256, find_fluidsynth, render
