@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import socket
@@ -17,6 +16,7 @@ from stemserver.engine import Engine
 from stemserver.errors import ConfigError
 from stemserver.server.capture import LiveCapture
 from stemserver.server.osc import OscServer
+from stemserver.server.protocol import is_loopback
 from stemserver.server.service import Service
 from stemserver.server.websocket import WebSocketServer
 
@@ -35,15 +35,6 @@ class ServerOptions:
     capture_seconds: float = 30.0
     max_queue: int = 16
     max_batch: int = 8
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_security(options: ServerOptions) -> None:

@@ -20,12 +20,8 @@ from pythonosc.osc_packet import OscPacket
 
 from stemserver import audio
 from stemserver.errors import StemserverError
-from stemserver.server.app import is_loopback
 from stemserver.server.osc import PREFIX, osc_message
-from stemserver.server.protocol import MAX_CHUNK_BYTES
-
-RESULT_FIELDS = ("rank", "path", "score", "offset_s", "offset_at_end_s", "alignment_score", "duration_s", "label",
-                 "loop")
+from stemserver.server.protocol import MAX_CHUNK_BYTES, RESULT_FIELDS, is_loopback
 
 
 class ServerError(StemserverError):

@@ -7,6 +7,7 @@ back is built here from engine results. Any problem is a `ProtocolError` with a 
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ MAX_UPLOAD_RATE = 192_000
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_CHUNK_BYTES = 8192  # macOS drops UDP datagrams over 9216 bytes; a chunk and its header fit
 SAMPLE_FORMATS = {"int16": np.dtype("<i2"), "float32": np.dtype("<f4")}
+# The order of a result's fields in an OSC /stemserver/result message (after the request id).
+RESULT_FIELDS = ("rank", "path", "score", "offset_s", "offset_at_end_s", "alignment_score", "duration_s", "label",
+                 "loop")
 
 ERROR_CODES = {
     "bad_request": "the message has the wrong arguments or types",
@@ -43,6 +47,16 @@ ERROR_CODES = {
     "shutting_down": "the server is stopping",
     "internal": "an unexpected server error (logged)",
 }
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ProtocolError(Exception):
