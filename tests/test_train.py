@@ -360,6 +360,14 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(tmp_path / "tiny")  # a path is never taken for a name
 
 
+def test_a_file_of_that_name_wins_over_a_shipped_config_and_a_folder_does_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # e.g. a folder of demo material: not a config
+    assert load_config("demo") == load_config(CONFIGS / "demo.yaml")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"data": {"cache": "here"}, "seed": 5}))
+    assert load_config("tiny.yaml").seed == 5 and load_config("tiny").seed == 0
+
+
 def test_paper_config_has_the_papers_settings():
     config = load_config(CONFIGS / "paper.yaml")
     assert config.model_config().embed_dim == 768 and config.model_config().depth == 12

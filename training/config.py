@@ -168,7 +168,7 @@ def config_file(name: str | Path) -> Path | Traversable:
     """`name` itself when it is a file, else the shipped config it names (`demo` or `demo.yaml`),
     else `name` (for the error of reading it)."""
     path = Path(name)
-    if path.exists() or path.parent != Path("."):
+    if path.is_file() or path.parent != Path("."):
         return path
     return shipped_configs().get(path.name.removesuffix(".yaml"), path)
 
