@@ -3,18 +3,20 @@
     .venv/bin/python benchmarks/train_step.py [--sizes tiny small base] [--batch-sizes 8 32]
         [--device auto] [--precision auto] [--chunk-seconds 8] [--compile] [--json]
 
-A step is what the training loop does once per batch, on random audio already on the device (data
-loading is left out: with enough DataLoader workers it overlaps with the step): log-mel of the
-context and target chunks, forward and backward under autocast, gradient clipping, AdamW, and in
-phase 2 the EMA update of the target encoder. Prints, per size, phase and batch size: median step
-time, samples/s, x realtime (seconds of audio trained on per second), the model's GFLOP per sample
-(forward + backward, matmuls only) and, on CUDA, the peak memory. A batch that does not fit is
+A step is the training loop's own `stemserver_training.step.train_step`, on random audio already on
+the device (data loading is left out: with enough DataLoader workers it overlaps with the step):
+log-mel of the context and target chunks, forward and backward under autocast, the check for a
+non-finite loss, gradient clipping, AdamW, and in phase 2 the EMA update of the target encoder.
+Prints, per size, phase and batch size: median step time, samples/s, x realtime (seconds of audio
+trained on per second), the model's GFLOP per sample (forward + backward, matmuls only) and, on
+CUDA, the peak memory. A batch that does not fit is
 reported as "out of memory" and the sweep goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -22,43 +24,30 @@ from common import emit, timed
 
 from stemserver.device import select_device, set_threads
 from stemserver.model import ENCODER_PRESETS, ModelConfig, StemJEPA, encoder_flops, predictor_flops
-from training.distributed import Distributed
-from training.ema import ema_update
-from training.losses import InfoNCE
-from training.optim import build_optimizer
-from training.train import ContrastiveObjective, JEPAObjective, autocast, autocast_dtype
+from stemserver_training.config import OptimConfig
+from stemserver_training.distributed import Distributed
+from stemserver_training.objectives import build_objective
+from stemserver_training.step import autocast_dtype, build_step, train_step
 
 TEXT_DIM = 384  # MiniLM's
 
 
 def step_function(model: StemJEPA, phase: str, batch: int, chunk_seconds: float, device: torch.device,
                   precision: str, compile: bool):
-    """One training step of `phase` on a fixed random batch, as the loop runs it."""
-    if phase == "contrastive":
-        objective = ContrastiveObjective(model.encoder, InfoNCE(), Distributed()).to(device)
-    else:
-        objective = JEPAObjective(model)
-    optimizer = build_optimizer(objective.parameters(), lr=1e-4, fused=device.type == "cuda")
-    dtype = autocast_dtype(precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    step_fn = torch.compile(objective) if compile else objective
+    """One training step of `phase` on a fixed random batch: the trainer's own `train_step`."""
+    ddp = Distributed()
+    stepper = build_step(model, build_objective(phase, model, ddp, device), OptimConfig(), 1e-4, ddp, device,
+                         precision, compile)
     samples = int(chunk_seconds * model.config.front_end.sample_rate)
     context = torch.randn(batch, samples, device=device) * 0.1
     target = torch.randn(batch, samples, device=device) * 0.1
     text = F.normalize(torch.randn(batch, model.config.text_dim, device=device), dim=-1)
+    micro_batches = itertools.repeat((context, target, text))
+    tau = 0.996 if phase == "jepa" else None
 
     def step() -> None:
-        context_mel, target_mel = model.front_end(context), model.front_end(target)
-        with autocast(device, dtype):
-            loss, _ = step_fn(context_mel, target_mel, text)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(objective.parameters(), 3.0)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        if phase == "jepa":
-            ema_update(model.target_encoder, model.encoder, 0.996)
+        if not train_step(stepper, micro_batches, 1e-4, tau).finite:
+            raise RuntimeError("the loss of random audio became NaN or Inf")
 
     return step
 

@@ -13,17 +13,17 @@ from pathlib import Path
 
 from stemserver import __version__
 from stemserver.errors import StemserverError
+from stemserver.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE, run_main
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CHECKPOINT_HELP = "model bundle (.safetensors; default: the bundled default model)"
 
 # Verbs of the training side: stemserver VERB ARGS runs MODULE's main(PREFIX + ARGS). They are imported
 # only when used (the product never depends on the trainer, and --help stays fast).
 TRAINING_VERBS = {
-    "corpus": ("training.corpus.__main__", [], "build the open multitrack corpus (corpus build OUT)"),
-    "prepare": ("training.__main__", ["prepare"], "decode a dataset into the training cache"),
-    "train": ("training.__main__", ["train"], "train a model from a config: contrastive, then JEPA"),
-    "eval": ("training.evaluate", [], "retrieval metrics and a report on a prepared dataset"),
+    "corpus": ("stemserver_training.corpus.__main__", [], "build the open multitrack corpus (corpus build OUT)"),
+    "prepare": ("stemserver_training.cli", ["prepare"], "decode a dataset into the training cache"),
+    "train": ("stemserver_training.cli", ["train"], "train a model from a config: contrastive, then JEPA"),
+    "eval": ("stemserver_training.evaluate", [], "retrieval metrics and a report on a prepared dataset"),
 }
 
 
@@ -148,14 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return EXIT_USAGE
-    try:
-        return args.run(args)
-    except StemserverError as e:
-        print(f"stemserver: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("stemserver: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_main(args.run, args, "stemserver")
 
 
 def _settings(args: argparse.Namespace):

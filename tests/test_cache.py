@@ -12,14 +12,14 @@ import pytest
 import soundfile
 
 from stemserver import audio
-from training.cache import (
+from stemserver_training.cache import (
     CacheError,
     PreparedDataset,
     assign_split,
     build_cache,
     open_cache,
 )
-from training.datasets import DatasetWarning, Stem, Track, read_folder
+from stemserver_training.datasets import DatasetWarning, Stem, Track, read_folder
 
 RATE = 44100  # sources at CD rate: the cache resamples to 16 kHz
 

@@ -18,15 +18,15 @@ import soundfile
 from stemserver import __version__
 from stemserver.audio import load
 from stemserver.vocabulary import DRUM_KIT_LABEL_PATH, GM_FAMILIES, gm_label_path
-from training.corpus.__main__ import main
-from training.corpus.build import build, build_track
-from training.corpus.drums import KICK, PATTERNS, drum_part
-from training.corpus.errors import CorpusError
-from training.corpus.instruments import BASS_PROGRAMS, BASS_RANGE, PROGRAM_RANGES, choose_programs
-from training.corpus.midi import Note, write_midi
-from training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256
-from training.corpus.scores import Bar, Part, Score, ScoreNote, Work, eligible_works
-from training.corpus.variants import plan_track
+from stemserver_training.corpus.__main__ import main
+from stemserver_training.corpus.build import build, build_track
+from stemserver_training.corpus.drums import KICK, PATTERNS, drum_part
+from stemserver_training.corpus.errors import CorpusError
+from stemserver_training.corpus.instruments import BASS_PROGRAMS, BASS_RANGE, PROGRAM_RANGES, choose_programs
+from stemserver_training.corpus.midi import Note, write_midi
+from stemserver_training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256
+from stemserver_training.corpus.scores import Bar, Part, Score, ScoreNote, Work, eligible_works
+from stemserver_training.corpus.variants import plan_track
 
 SECONDS = 6.0
 WORKS = 3
@@ -169,7 +169,7 @@ def test_missing_or_bad_soundfont_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "fake.sf2").write_bytes(b"not a soundfont")
     with pytest.raises(CorpusError, match="not a SoundFont 2"):
         build(tmp_path / "out", soundfont=tmp_path / "fake.sf2", progress=False)
-    monkeypatch.setattr("training.corpus.render.DEFAULT_SOUNDFONT", tmp_path / "FluidR3_GM.sf2")
+    monkeypatch.setattr("stemserver_training.corpus.render.DEFAULT_SOUNDFONT", tmp_path / "FluidR3_GM.sf2")
     with pytest.raises(CorpusError, match="apt-get install fluidsynth fluid-soundfont-gm"):
         check_soundfont(tmp_path / "FluidR3_GM.sf2")
 
@@ -322,7 +322,7 @@ def test_cli_summary_and_refusal_to_mix_settings(corpus, capsys):
 
 @renders
 def test_a_track_with_fewer_than_two_audible_stems_is_skipped(tmp_path):
-    from training.corpus.build import Settings
+    from stemserver_training.corpus.build import Settings
 
     score = _score([[(40, 44, 72)], [(40, 44, 60)], [(40, 44, 48)]])  # nothing but rests in the window
     settings = Settings(out=tmp_path, soundfont=DEFAULT_SOUNDFONT, soundfont_sha256="", fluidsynth="fluidsynth",
@@ -334,7 +334,7 @@ def test_a_track_with_fewer_than_two_audible_stems_is_skipped(tmp_path):
 
 @renders
 def test_one_build_at_a_time_per_folder(tmp_path):
-    from training.corpus.layout import locked
+    from stemserver_training.corpus.layout import locked
 
     with locked(tmp_path), pytest.raises(CorpusError, match="another build is running"):
         build(tmp_path, limit=1, seconds=1.0, progress=False)
@@ -342,7 +342,7 @@ def test_one_build_at_a_time_per_folder(tmp_path):
 
 @renders
 def test_the_moisesdb_reader_loads_the_corpus(corpus):
-    from training.datasets import read_moisesdb
+    from stemserver_training.datasets import read_moisesdb
 
     records = {r["track_id"]: r for r in tracks(corpus)}
     loaded = read_moisesdb(corpus)
@@ -363,7 +363,7 @@ def test_a_work_longer_than_the_audio_limit_is_cut_to_it():
 
 
 def test_the_bass_follows_the_lowest_sounding_voice():
-    from training.corpus.variants import _bass_line
+    from stemserver_training.corpus.variants import _bass_line
 
     upper = Part("upper", (ScoreNote(0, 4, 67), ScoreNote(4, 8, 65)))
     lower = Part("lower", (ScoreNote(0, 2, 55), ScoreNote(6, 8, 50)))  # rests from 2 to 6

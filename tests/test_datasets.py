@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from training.cache import build_cache
-from training.datasets import (
+from stemserver_training.cache import build_cache
+from stemserver_training.datasets import (
     DatasetError,
     DatasetWarning,
     Stem,

@@ -22,8 +22,8 @@ from conftest import make_checkpoint, melody
 
 from stemserver.index import read_current
 from stemserver.library import Library
-from training.cache import build_cache
-from training.datasets import read_moisesdb
+from stemserver_training.cache import build_cache
+from stemserver_training.datasets import read_moisesdb
 
 ROOT = Path(__file__).parent.parent
 TOOL = ROOT / "tools" / "make_demo_library.py"

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.distributed import Distributed, gather_with_grad, shard
-from training.ema import ema_rate, ema_update
-from training.losses import InfoNCE, jepa_loss
-from training.optim import build_optimizer, parameter_groups, scaled_lr
-from training.schedule import learning_rate
+from stemserver_training.distributed import Distributed, gather_with_grad, shard
+from stemserver_training.ema import ema_rate, ema_update
+from stemserver_training.losses import InfoNCE, jepa_loss
+from stemserver_training.optim import build_optimizer, parameter_groups, scaled_lr
+from stemserver_training.schedule import learning_rate
 
 
 def test_ema_rate_is_linear_from_start_to_end():

@@ -23,9 +23,9 @@ from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.embedding import embed_audio, mean_vector, predicted_columns, stem_columns
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
-from training.cache import PreparedDataset, build_cache
-from training.datasets import read_dataset
-from training.evaluate import (
+from stemserver_training.cache import PreparedDataset, build_cache
+from stemserver_training.datasets import read_dataset
+from stemserver_training.evaluate import (
     CATEGORIES,
     alignment_curves,
     category_shares,
@@ -40,7 +40,7 @@ from training.evaluate import (
     retrieval_metrics,
     summarise,
 )
-from training.sampler import EvaluationView, SamplerConfig
+from stemserver_training.sampler import EvaluationView, SamplerConfig
 
 RATE = 16_000
 SAMPLER = SamplerConfig(chunk_seconds=2.0)  # 12 columns of 160 ms: small, fast, still a sequence
@@ -191,7 +191,7 @@ def band(tmp_path_factory) -> dict[str, Path]:
 
 
 def band_view(cache: Path) -> EvaluationView:
-    from training.cache import open_cache
+    from stemserver_training.cache import open_cache
 
     return EvaluationView(open_cache(cache), SAMPLER, chunks_per_track=2)
 
@@ -290,8 +290,9 @@ def test_held_out_labels_are_reported_apart(tmp_path):
 def test_command_line_writes_the_report(band, tmp_path):
     out = tmp_path / "report"
     result = subprocess.run(
-        [sys.executable, "-m", "training.evaluate", str(band["checkpoint"]), str(band["cache"]), "--split", "all",
-         "--chunk-seconds", "2", "--chunks-per-track", "2", "--out", str(out), "--device", "cpu", "--json"],
+        [sys.executable, "-m", "stemserver_training.evaluate", str(band["checkpoint"]), str(band["cache"]),
+         "--split", "all", "--chunk-seconds", "2", "--chunks-per-track", "2", "--out", str(out), "--device", "cpu",
+         "--json"],
         capture_output=True, text=True, timeout=300, env=ENV)
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)

@@ -9,9 +9,9 @@ import torch
 from conftest import melody, tone
 
 from stemserver.features import FrontEndConfig, LogMel
-from training.cache import CacheError, build_cache, open_cache
-from training.datasets import read_dataset
-from training.portable import main, pack, unpack
+from stemserver_training.cache import CacheError, build_cache, open_cache
+from stemserver_training.datasets import read_dataset
+from stemserver_training.portable import main, pack, unpack
 
 RATE = 16_000
 

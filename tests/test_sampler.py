@@ -10,9 +10,9 @@ import soundfile
 import torch
 from torch.utils.data import DataLoader
 
-from training.cache import PreparedDataset, build_cache
-from training.datasets import Stem, Track
-from training.sampler import (
+from stemserver_training.cache import PreparedDataset, build_cache
+from stemserver_training.datasets import Stem, Track
+from stemserver_training.sampler import (
     Batch,
     ContextTargetDataset,
     EvaluationView,

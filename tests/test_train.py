@@ -20,15 +20,23 @@ import torch.nn.functional as F
 import yaml
 from conftest import TEXT_DIM, melody, tiny_config, tone
 
-import training.train as train_module
+import stemserver_training.data as data_module
+import stemserver_training.labels as labels_module
+import stemserver_training.loop as loop_module
 from stemserver.checkpoint import load_checkpoint
 from stemserver.errors import ConfigError
 from stemserver.model import StemJEPA
-from training.__main__ import main as training_main
-from training.cache import build_cache
-from training.config import TrainConfig, apply_override, load_config, parse_config
-from training.datasets import read_dataset
-from training.train import ContrastiveObjective, JEPAObjective, latest_checkpoint, train
+from stemserver_training.cache import build_cache
+from stemserver_training.cli import main as training_main
+from stemserver_training.config import TrainConfig, apply_override, load_config, parse_config
+from stemserver_training.datasets import read_dataset
+from stemserver_training.distributed import Distributed
+from stemserver_training.loop import NonFiniteLossError
+from stemserver_training.losses import InfoNCE
+from stemserver_training.objectives import ContrastiveObjective, JEPAObjective
+from stemserver_training.signals import stop_on_signals
+from stemserver_training.state import bundle_of, latest_checkpoint
+from stemserver_training.train import train
 
 RATE = 16_000
 CONFIGS = Path(__file__).parents[1] / "training" / "configs"
@@ -141,7 +149,7 @@ def test_resume_is_bit_for_bit(cache_dir, tmp_path, monkeypatch):
         calls += 1
         return flag or calls == stop_at
 
-    monkeypatch.setattr(train_module, "any_rank", stop_after)
+    monkeypatch.setattr(loop_module, "any_rank", stop_after)
     config = tiny(cache_dir, tmp_path / "pieces", *steps)
     first = train(config, text_backend=HashText())
     assert first.interrupted and latest_checkpoint(config.out).name == "contrastive-0000003.state.pt"
@@ -168,6 +176,66 @@ def test_resume_is_bit_for_bit(cache_dir, tmp_path, monkeypatch):
     assert len(logged) == len(set(logged)) and logged[-1] == ("jepa", "5")  # rows past a checkpoint not repeated
 
 
+def test_a_nan_batch_stops_the_run_with_the_weights_before_it_and_resume_continues_exactly(cache_dir, tmp_path,
+                                                                                             monkeypatch):
+    """A micro-batch of NaN audio at phase-1 step 3: no update is applied, the checkpoint after
+    step 2 is written, NonFiniteLossError says what to do. Resumed on clean data, the run ends
+    with exactly the weights of a run that never saw the NaN (mean pooling draws no randomness)."""
+    steps = ["contrastive.steps=4", "jepa.steps=2", "contrastive.warmup_steps=2", "jepa.warmup_steps=1",
+             "runtime.checkpoint_every=100", "runtime.log_every=1", "data.workers=0"]
+    whole = train(tiny(cache_dir, tmp_path / "whole", *steps), text_backend=HashText())
+
+    collate, batches = data_module.collate_examples, 0
+
+    def poisoned(examples):
+        nonlocal batches
+        batches += 1
+        batch = collate(examples)
+        if batches == 3:
+            batch.context[0, 100] = math.nan
+        return batch
+
+    monkeypatch.setattr(data_module, "collate_examples", poisoned)
+    config = tiny(cache_dir, tmp_path / "nan", *steps)
+    with pytest.raises(NonFiniteLossError) as error:
+        train(config, text_backend=HashText())
+    message = str(error.value)
+    saved = config.out / "checkpoints" / "contrastive-0000002.safetensors"
+    assert "contrastive loss became nan at step 3 of 4" in message and str(saved) in message
+    assert "--resume" in message and "optim.base_lr=" in message
+    assert latest_checkpoint(config.out).name == "contrastive-0000002.state.pt"
+    weights = load_checkpoint(saved).build_model().state_dict()
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+    logged = (config.out / "metrics.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1] for row in logged] == ["1", "2"] and "nan" not in "".join(logged)
+
+    monkeypatch.setattr(data_module, "collate_examples", collate)
+    resumed = train(config, resume=True)
+    assert [p.steps for p in resumed.phases] == [2, 2]
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_a_diverging_run_exits_1_and_says_to_resume_with_a_lower_learning_rate(cache_dir, tmp_path, monkeypatch,
+                                                                                capsys):
+    """An absurd learning rate blows the weights up within a few steps: the command line exits 1
+    with `train: error:` and the way out, and the checkpoint it names holds finite weights."""
+    monkeypatch.setattr(labels_module, "MiniLMText", HashText)  # no text model to load
+    out = tmp_path / "diverged"
+    code = training_main(["train", str(CONFIGS / "tiny.yaml"), "data.layout=null", "data.root=null",
+                          f"data.cache={cache_dir}", "data.chunk_seconds=1.0", "data.norm_chunks=16",
+                          "optim.batch_size=8", "optim.base_lr=1e30", "runtime.progress=false",
+                          "runtime.tensorboard=false", "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "\ntrain: error: the contrastive " in err and " became " in err
+    assert "--resume" in err and "optim.base_lr=2.5e+29 (now 1e+30)" in err, err
+    saved = latest_checkpoint(out)
+    assert saved is not None and str(bundle_of(saved)) in err
+    weights = load_checkpoint(bundle_of(saved)).build_model().state_dict()
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+
+
 def test_phase_two_conditions_on_text_through_film():
     """The JEPA objective sends gradient into every FiLM gamma/beta, and the phase-1 objective
     into the encoder and the temperature only."""
@@ -184,7 +252,7 @@ def test_phase_two_conditions_on_text_through_film():
     assert figures["target_std"] > 0
 
     model.zero_grad(set_to_none=True)
-    objective = ContrastiveObjective(model.encoder, train_module.InfoNCE(), train_module.Distributed())
+    objective = ContrastiveObjective(model.encoder, InfoNCE(), Distributed())
     loss, figures = objective(mel, mel.flip(0))
     loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())
@@ -200,14 +268,14 @@ def test_column_pooling_pairs_each_mix_column_with_the_stem_column_at_the_same_t
     torch.manual_seed(0)
     model = StemJEPA(tiny_config())
     mel = torch.randn(4, 80, 16 * 12)  # 12 columns of distinct noise
-    info_nce = train_module.InfoNCE(temperature=0.05)
-    columns = ContrastiveObjective(model.encoder, info_nce, train_module.Distributed(), "columns", columns=8)
+    info_nce = InfoNCE(temperature=0.05)
+    columns = ContrastiveObjective(model.encoder, info_nce, Distributed(), "columns", columns=8)
     loss, figures = columns(mel, mel.clone())
     assert figures["accuracy"] == 1.0 and loss < math.log(32)
-    mean = ContrastiveObjective(model.encoder, info_nce, train_module.Distributed(), "mean")
-    both = ContrastiveObjective(model.encoder, info_nce, train_module.Distributed(), "both", columns=12)
+    mean = ContrastiveObjective(model.encoder, info_nce, Distributed(), "mean")
+    both = ContrastiveObjective(model.encoder, info_nce, Distributed(), "both", columns=12)
     other = mel.flip(0)
-    everything = ContrastiveObjective(model.encoder, info_nce, train_module.Distributed(), "columns", columns=12)
+    everything = ContrastiveObjective(model.encoder, info_nce, Distributed(), "columns", columns=12)
     expected = (mean(mel, other)[0] + everything(mel, other)[0]) / 2  # 12 of 12 columns: no sampling left
     assert torch.allclose(both(mel, other)[0], expected, atol=1e-5)
 
@@ -282,9 +350,22 @@ def test_config_errors_name_the_key(tmp_path):
     assert parse_config({**base, "phases": ["jepa"], "jepa": {"init": "scratch"}}).phases == ["jepa"]
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         apply_override({}, "optim.batch_size")
-    for name in ("paper", "tiny", "demo"):  # the shipped configs are valid
+    for name in ("paper", "tiny", "demo"):  # the shipped configs are valid, and found by name
         config = load_config(CONFIGS / f"{name}.yaml")
         assert parse_config(config.to_dict()) == config
+        assert load_config(name) == load_config(f"{name}.yaml") == config
+    with pytest.raises(ConfigError, match=r"nope: no such training config; .* \(demo, paper, tiny\)"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="no such training config"):
+        load_config(tmp_path / "tiny")  # a path is never taken for a name
+
+
+def test_a_file_of_that_name_wins_over_a_shipped_config_and_a_folder_does_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # e.g. a folder of demo material: not a config
+    assert load_config("demo") == load_config(CONFIGS / "demo.yaml")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"data": {"cache": "here"}, "seed": 5}))
+    assert load_config("tiny.yaml").seed == 5 and load_config("tiny").seed == 0
 
 
 def test_paper_config_has_the_papers_settings():
@@ -309,7 +390,7 @@ def test_command_line_exit_codes(tmp_path, capsys):
 
 def test_stop_on_signals_turns_sigint_into_a_flag():
     before = signal.getsignal(signal.SIGINT)
-    with train_module.stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         assert not stop.is_set()
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.is_set()
@@ -322,14 +403,14 @@ def test_held_out_labels_never_reach_training_and_labels_can_come_from_a_bundle(
     """data.holdout_labels: no batch has a held-out stem as target or in its context. A second run
     with text.labels_from trains without any text model, on the first run's label table."""
     batches = []
-    collate = train_module.collate_examples
+    collate = data_module.collate_examples
 
     def recording(examples):
         batch = collate(examples)
         batches.append(batch)
         return batch
 
-    monkeypatch.setattr(train_module, "collate_examples", recording)
+    monkeypatch.setattr(data_module, "collate_examples", recording)
     short = ["contrastive.steps=3", "jepa.steps=3", "contrastive.warmup_steps=1", "jepa.warmup_steps=1",
              "data.workers=0", "data.holdout_labels=[Synth Bass]"]
     first = train(tiny(cache_dir, tmp_path / "first", *short), text_backend=HashText())

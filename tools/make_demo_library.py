@@ -38,9 +38,9 @@ from stemserver import audio
 from stemserver.defaults import BUNDLED_DEMO
 from stemserver.demo import MANIFEST, MIXES, STEMS
 from stemserver.errors import StemserverError
-from training.cache import open_cache
-from training.corpus import layout
-from training.datasets import SPLITS, Track, read_moisesdb
+from stemserver_training.cache import open_cache
+from stemserver_training.corpus import layout
+from stemserver_training.datasets import SPLITS, Track, read_moisesdb
 
 SOUNDFONT = "FluidR3_GM.sf2"
 SOURCE = ("music21 corpus score (a public-domain work), rendered with FluidSynth and the FluidR3_GM soundfont; "
@@ -197,7 +197,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, metavar="DIR", help="a cache prepared from CORPUS, whose splits.json "
                         "chooses the tracks (with --tracks)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="the split to take tracks from (default: "
-                        "test, held out from training)")
+                        "test, held out from stemserver_training)")
     parser.add_argument("--tracks", type=int, metavar="N",
                         help="ship the first N tracks of distinct works of the split")
     parser.add_argument("--out", type=Path, default=BUNDLED_DEMO, help=f"output folder (default: {BUNDLED_DEMO})")

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from stemserver import audio
 from stemserver.errors import AudioError, StemserverError
 from stemserver.files import atomic_path
-from training.datasets import SPLITS, DatasetWarning, Stem, Track
+from stemserver_training.datasets import SPLITS, DatasetWarning, Stem, Track
 
 CACHE_FORMAT = 1  # bump when the stored representation changes: every stem is then decoded again
 INDEX_FILE = "index.json"
@@ -186,7 +186,7 @@ def open_cache(cache_dir: str | Path) -> PreparedDataset:
     the rebuild deletes the files of stems it dropped or replaced.
     """
     cache_dir = Path(cache_dir).absolute()
-    index = read_json(cache_dir / INDEX_FILE, "build it first (training.cache.build_cache)")
+    index = read_json(cache_dir / INDEX_FILE, "build it first (stemserver_training.cache.build_cache)")
     if index.get("format") != CACHE_FORMAT:
         raise CacheError(f"{cache_dir}: cache format {index.get('format')!r}, this code reads format "
                          f"{CACHE_FORMAT}; build it again")

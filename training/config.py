@@ -1,6 +1,6 @@
 """Training configuration: dataclasses read from YAML, with command-line overrides.
 
-    config = load_config("training/configs/tiny.yaml", overrides=["optim.batch_size=32"])
+    config = load_config("tiny", overrides=["optim.batch_size=32"])  # or a path to a YAML file
 
 Every key has a default (the papers' setting, except where a key must be given: `data.cache`).
 An unknown key, a wrong type, a value out of range or two settings that contradict each other is a
@@ -10,16 +10,20 @@ ConfigError naming the key: a typo must never silently train something else for 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from stemserver.config import parse_dataclass
 from stemserver.errors import ConfigError
 from stemserver.model import ENCODER_PRESETS, ModelConfig
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 PHASES = ("contrastive", "jepa")
 
@@ -35,7 +39,7 @@ def _setting(default: Any, choices: tuple[str, ...] | None = None, minimum: floa
 
 @dataclass(frozen=True)
 class DataConfig:
-    cache: Path | None = None  # the prepared cache (training.cache); required
+    cache: Path | None = None  # the prepared cache (cache.py); required
     layout: str | None = _setting(None, choices=("musdb18", "moisesdb", "folder"))
     root: Path | None = None  # with layout: (re)build the cache from this dataset before training
     split: str = _setting("train", choices=("train", "valid", "test"))
@@ -154,11 +158,30 @@ class TrainConfig:
         return plain(dataclasses.asdict(self))
 
 
+def shipped_configs() -> dict[str, Traversable]:
+    """The configs that come with the package (configs/*.yaml), by name: demo, paper, tiny."""
+    folder = importlib.resources.files(__package__) / "configs"
+    return {entry.name.removesuffix(".yaml"): entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+def config_file(name: str | Path) -> Path | Traversable:
+    """`name` itself when it is a file, else the shipped config it names (`demo` or `demo.yaml`),
+    else `name` (for the error of reading it)."""
+    path = Path(name)
+    if path.is_file() or path.parent != Path("."):
+        return path
+    return shipped_configs().get(path.name.removesuffix(".yaml"), path)
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML config and apply `key.sub=value` overrides (values parsed as YAML)."""
-    path = Path(path)
+    """Read a YAML config (a file, or the name of a shipped one) and apply `key.sub=value`
+    overrides (values parsed as YAML)."""
+    path = config_file(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such training config; give a YAML file or the name of a shipped one "
+                          f"({', '.join(sorted(shipped_configs()))})") from e
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read the training config: {e}") from e
     if not isinstance(data, dict):
@@ -200,7 +223,7 @@ def _check_consistency(config: TrainConfig, source: str) -> None:
     data, optim, jepa, contrastive = config.data, config.optim, config.jepa, config.contrastive
     if data.cache is None:
         fail("data.cache", "required: the folder of the prepared cache (built from data.layout + data.root, "
-                           "or beforehand with `python -m training prepare`)")
+                           "or beforehand with `stemserver prepare`)")
     if (data.layout is None) != (data.root is None):
         fail("data.layout" if data.layout is None else "data.root", "data.layout and data.root go together")
     if data.valid_fraction + data.test_fraction >= 1:

@@ -3,7 +3,7 @@
 A dataset is a list of `Track`s; a track is a set of `Stem`s, each with its source file(s) and a
 label path from coarse to fine (("guitar", "clean electric guitar"), ("bass",), or () when
 unknown). Readers only list files and parse metadata: decoding happens once, in the preprocessing
-cache (training.cache), which is also where a corrupt file is found and skipped.
+cache (stemserver_training.cache), which is also where a corrupt file is found and skipped.
 
 Readers are forgiving about individual files, strict about the whole: a missing stem file, an
 unreadable data.json or a track left with fewer than two stems is a `DatasetWarning` naming the

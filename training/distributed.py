@@ -1,6 +1,6 @@
 """Data-parallel training under torchrun: one process per GPU (or per CPU worker, on gloo).
 
-    torchrun --nproc_per_node 8 -m training train training/configs/paper.yaml
+    torchrun --nproc_per_node 8 -m stemserver_training train paper
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them this is a single process and every
 helper here is a no-op. Each rank takes its own slice of every global batch (see `shard`), so the

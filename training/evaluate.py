@@ -1,7 +1,7 @@
 """The retrieval evaluation of both papers: given a mix, does the model find its missing stem?
 
 Protocol (Stem-JEPA section 4.1, zero-shot paper section III-A), on the evaluation view of a
-prepared dataset (training.sampler.EvaluationView: evenly spaced chunks per track; in each chunk,
+prepared dataset (stemserver_training.sampler.EvaluationView: evenly spaced chunks per track; in each chunk,
 every active stem is a target and the mix of the other active stems its context):
 
 - pool: every target, embedded the way the product indexes a library stem: the EMA target
@@ -55,15 +55,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from stemserver.arguments import non_negative_int, positive_float, positive_int
 from stemserver.device import inference
 from stemserver.embedding import mean_vector
 from stemserver.errors import StemserverError
+from stemserver.exits import EXIT_OK, run_main
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver.vocabulary import FALLBACK_LABEL
-from stemserver.arguments import non_negative_int, positive_float, positive_int
-from training.cache import PreparedDataset
-from training.sampler import EvaluationView, SamplerConfig, collate_examples
+from stemserver_training.cache import PreparedDataset
+from stemserver_training.sampler import EvaluationView, SamplerConfig, collate_examples
 
 KS = (1, 5, 10)
 LEVELS = ("fine", "coarse")
@@ -77,7 +78,6 @@ CATEGORIES = (
     "right_track_wrong_instrument",
     "both_wrong",
 )
-EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130  # usage errors exit 2, from argparse
 
 
 # -- metrics on embeddings -------------------------------------------------------------------------
@@ -467,7 +467,7 @@ def add_arguments(parser: argparse.ArgumentParser, common: bool = True) -> None:
     """The evaluation's options. `common=False` leaves out --config, --device, --threads and --json,
     for a parser that already has them (the stemserver CLI's shared options)."""
     parser.add_argument("checkpoint", type=Path, help="model bundle (.safetensors)")
-    parser.add_argument("cache_dir", type=Path, help="prepared dataset (training.cache.build_cache)")
+    parser.add_argument("cache_dir", type=Path, help="prepared dataset (stemserver_training.cache.build_cache)")
     parser.add_argument("--split", default="test", choices=["train", "valid", "test", "all"],
                         help="tracks to evaluate (default test; all: the whole dataset, e.g. MUSDB18 for a model "
                              "trained on other data)")
@@ -499,49 +499,44 @@ def add_arguments(parser: argparse.ArgumentParser, common: bool = True) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, write the report, print a summary. Exit 0, or 1 with a message on an error the
-    user can act on (usage errors exit 2 from argparse)."""
+    """Evaluate, write the report, print a summary; exit 0 (errors raise: main turns them into exit 1)."""
     from stemserver.checkpoint import load_checkpoint
     from stemserver.config import load_settings
     from stemserver.device import select_device, set_threads
     from stemserver.files import sha256_file
-    from training.cache import open_cache
-    from training.report import check_plotting, write_report
+    from stemserver_training.cache import open_cache
+    from stemserver_training.report import check_plotting, write_report
 
-    try:
-        settings = load_settings(args.config).override(device=args.device, threads=args.threads)
-        set_threads(settings.threads)
-        device = select_device(settings.device)
-        check_plotting()
-        checkpoint = load_checkpoint(args.checkpoint)
-        dataset = open_cache(args.cache_dir)
-        if args.split != "all":
-            dataset = dataset.split(args.split)
-        if not dataset.tracks:
-            raise StemserverError(f"{args.cache_dir} has no {args.split} tracks; choose another --split")
-        out = args.out or Path(f"eval-{args.checkpoint.stem}-{args.split}")
-        started = time.perf_counter()
-        metrics = evaluate(
-            checkpoint.build_model(device), checkpoint.label_embedder(settings.text, device=str(device)), dataset,
-            label_level=args.label_level, pool_encoder=args.pool_encoder, chunks_per_track=args.chunks_per_track,
-            sampler=SamplerConfig(chunk_seconds=args.chunk_seconds), batch_size=args.batch_size, device=device,
-            max_shift=args.max_shift, progress=not args.no_progress,
-            holdout_labels=checkpoint.info.get("config", {}).get("data", {}).get("holdout_labels", []),
-            target_shift_s=args.target_shift,
-        )
-        metrics = {
-            "checkpoint": {"path": str(args.checkpoint), "sha256": sha256_file(args.checkpoint),
-                           "info": checkpoint.info, "model": checkpoint.config.to_dict(),
-                           "text_backend": checkpoint.text_backend},
-            "dataset": {"cache_dir": str(dataset.cache_dir), "split": args.split},
-            "device": str(device),
-            "elapsed_s": round(time.perf_counter() - started, 3),
-            **metrics,
-        }
-        files = write_report(metrics, out)
-    except (StemserverError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    settings = load_settings(args.config).override(device=args.device, threads=args.threads)
+    set_threads(settings.threads)
+    device = select_device(settings.device)
+    check_plotting()
+    checkpoint = load_checkpoint(args.checkpoint)
+    dataset = open_cache(args.cache_dir)
+    if args.split != "all":
+        dataset = dataset.split(args.split)
+    if not dataset.tracks:
+        raise StemserverError(f"{args.cache_dir} has no {args.split} tracks; choose another --split")
+    out = args.out or Path(f"eval-{args.checkpoint.stem}-{args.split}")
+    started = time.perf_counter()
+    metrics = evaluate(
+        checkpoint.build_model(device), checkpoint.label_embedder(settings.text, device=str(device)), dataset,
+        label_level=args.label_level, pool_encoder=args.pool_encoder, chunks_per_track=args.chunks_per_track,
+        sampler=SamplerConfig(chunk_seconds=args.chunk_seconds), batch_size=args.batch_size, device=device,
+        max_shift=args.max_shift, progress=not args.no_progress,
+        holdout_labels=checkpoint.info.get("config", {}).get("data", {}).get("holdout_labels", []),
+        target_shift_s=args.target_shift,
+    )
+    metrics = {
+        "checkpoint": {"path": str(args.checkpoint), "sha256": sha256_file(args.checkpoint),
+                       "info": checkpoint.info, "model": checkpoint.config.to_dict(),
+                       "text_backend": checkpoint.text_backend},
+        "dataset": {"cache_dir": str(dataset.cache_dir), "split": args.split},
+        "device": str(device),
+        "elapsed_s": round(time.perf_counter() - started, 3),
+        **metrics,
+    }
+    files = write_report(metrics, out)
     if args.json:
         summary = {key: value for key, value in metrics.items() if key != "targets"}
         print(json.dumps({"files": {name: str(path) for name, path in files.items()}, **summary}, indent=1))
@@ -567,18 +562,13 @@ def _summary_text(metrics: dict, files: dict[str, Path]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate",
+        prog="python -m stemserver_training.evaluate",
         description="The papers' stem retrieval evaluation on a prepared dataset: R@1/5/10 and normalised ranks "
                     "(fine and coarse labels), the contrastive baseline and chance, per-label nearest-neighbour "
                     "analysis, confusion matrix and temporal alignment curve. Writes metrics.json, report.md and "
                     "PNG plots.")
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_main(run, parser.parse_args(argv), "eval", errors=(StemserverError, OSError))
 
 
 if __name__ == "__main__":

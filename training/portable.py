@@ -6,12 +6,12 @@ narrow pipe (an upload limit, a slow link) are better served by Opus at high com
 deviations of the front end (measured on the open corpus). The packed cache trains a model; it
 is not the cache to *evaluate* on, since the codec's artefacts are not in the audio a user plays.
 
-    python -m training.portable pack data/cache/corpus packed --max-shard-mb 60 --split train valid
-    python -m training.portable unpack packed/shard-* --into /scratch/cache
+    python -m stemserver_training.portable pack data/cache/corpus packed --max-shard-mb 60 --split train valid
+    python -m stemserver_training.portable unpack packed/shard-* --into /scratch/cache
 
 `pack` fills shards track by track up to `--max-shard-mb`, so each shard can travel on its own;
 `unpack` decodes every shard it is given into one cache (the index then lists the tracks whose
-stems all arrived) that `training.cache.open_cache` and the trainer read as usual.
+stems all arrived) that `stemserver_training.cache.open_cache` and the trainer read as usual.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import numpy as np
 import soundfile
 
 from stemserver.arguments import positive_float, positive_int
-from training.cache import (
+from stemserver.exits import EXIT_OK, run_main
+from stemserver_training.cache import (
     AUDIO_DIR,
     CACHE_FORMAT,
     INDEX_FILE,
@@ -39,7 +40,7 @@ from training.cache import (
     stored_stem,
     write_json,
 )
-from training.datasets import SPLITS
+from stemserver_training.datasets import SPLITS
 
 SHARD_INDEX = "shard.json"
 HEADROOM = 0.9  # each stem is encoded at this peak, so the codec's overshoot cannot clip
@@ -152,7 +153,8 @@ def _write_shard(out_dir: Path, number: int, tracks: list[dict], staging: Path, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.portable", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m stemserver_training.portable",
+                                     description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("pack", help="encode a cache into Opus shards")
     p.add_argument("cache_dir", type=Path)
@@ -166,20 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("shards", type=Path, nargs="+")
     u.add_argument("--into", type=Path, required=True, help="cache folder to create or add to")
     u.add_argument("--workers", type=positive_int, default=2)
-    args = parser.parse_args(argv)
-    try:
-        if args.verb == "pack":
-            shards = pack(args.cache_dir, args.out_dir, splits=args.split,
-                          max_shard_bytes=int(args.max_shard_mb * 2**20),
-                          compression_level=args.compression_level, workers=args.workers)
-            for shard in shards:
-                print(f"{shard}\t{sum(f.stat().st_size for f in shard.iterdir()) / 2**20:.1f} MiB")
-        else:
-            print(f"{unpack(args.shards, args.into, workers=args.workers)} tracks in {args.into}")
-    except CacheError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_main(_run, parser.parse_args(argv), "portable", errors=(CacheError,))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.verb == "pack":
+        shards = pack(args.cache_dir, args.out_dir, splits=args.split, max_shard_bytes=int(args.max_shard_mb * 2**20),
+                      compression_level=args.compression_level, workers=args.workers)
+        for shard in shards:
+            print(f"{shard}\t{sum(f.stat().st_size for f in shard.iterdir()) / 2**20:.1f} MiB")
+    else:
+        print(f"{unpack(args.shards, args.into, workers=args.workers)} tracks in {args.into}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

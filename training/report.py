@@ -1,6 +1,6 @@
 """The evaluation report: metrics.json, report.md and its PNG plots, all from the metrics dictionary.
 
-Everything is drawn from what metrics.json holds (training.evaluate builds it), so a report can
+Everything is drawn from what metrics.json holds (stemserver_training.evaluate builds it), so a report can
 be redrawn from a stored metrics.json without the model or the data. Files written to OUT:
 
     metrics.json          everything, machine-readable (percentages; see its "protocol" entry)

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from stemserver.errors import StemserverError
 from stemserver.vocabulary import FALLBACK_LABEL
-from training.cache import PreparedDataset, PreparedTrack
+from stemserver_training.cache import PreparedDataset, PreparedTrack
 
 
 class SamplingError(StemserverError):

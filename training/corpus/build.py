@@ -1,7 +1,7 @@
 """Build the open multitrack corpus: choose works, render their variants in parallel, resume.
 
-    python -m training.corpus build OUT [--limit N] [--seconds S] [--variants V] [--soundfont SF2]
-                                        [--workers W] [--seed S] [--no-bass] [--works GLOB] [--json]
+    python -m stemserver_training.corpus build OUT [--limit N] [--seconds S] [--variants V] [--soundfont SF2]
+                                                   [--workers W] [--seed S] [--no-bass] [--works GLOB] [--json]
 
 One job is one work: a worker parses the score once and renders every variant of it that is not
 built yet. The main process alone appends to the manifest, so records never interleave. A track
@@ -28,20 +28,19 @@ import numpy as np
 from tqdm import tqdm
 
 from stemserver import __version__
-from stemserver.audio import SAMPLE_RATE
-from stemserver.errors import StemserverError
 from stemserver.arguments import positive_float, positive_int
-from training.corpus import layout
-from training.corpus.errors import CorpusError
-from training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256, find_fluidsynth, render
-from training.corpus.scores import IneligibleWork, Score, Work, eligible_works, load_score, select_works
-from training.corpus.variants import TrackPlan, plan_track, track_id
+from stemserver.audio import SAMPLE_RATE
+from stemserver.exits import EXIT_ERROR, EXIT_OK
+from stemserver_training.corpus import layout
+from stemserver_training.corpus.errors import CorpusError
+from stemserver_training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256, find_fluidsynth, render
+from stemserver_training.corpus.scores import IneligibleWork, Score, Work, eligible_works, load_score, select_works
+from stemserver_training.corpus.variants import TrackPlan, plan_track, track_id
 
 DEFAULT_VARIANTS = 2
 PEAK = 0.5  # the loudest stem of a track is scaled to peak here (-6 dBFS): the mix keeps headroom
 SILENT_DB = -50.0  # a stem whose peak is this far below the loudest stem's is left out as silent
 MIN_STEMS = 2
-EXIT_OK, EXIT_ERROR = 0, 1
 
 
 @dataclass(frozen=True)
@@ -271,7 +270,7 @@ def _log(message: str, enabled: bool) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `build`, for `python -m training.corpus build` and `stemserver corpus build`."""
+    """The options of `build`, for `python -m stemserver_training.corpus build` and `stemserver corpus build`."""
     parser.add_argument("out", type=Path, metavar="OUT", help="output folder (MoisesDB layout); "
                         "run the same command again to resume an interrupted build")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="build only N works (a seeded sample)")
@@ -292,14 +291,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run `build` from parsed arguments; prints a summary. Exit codes: 0 ok, 1 error."""
-    try:
-        summary = build(args.out, limit=args.limit, seconds=args.seconds, variants=args.variants,
-                        soundfont=args.soundfont, workers=args.workers, seed=args.seed, bass=args.bass,
-                        works=args.works, progress=not args.json or sys.stderr.isatty())
-    except StemserverError as e:
-        print(f"corpus: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    """Run `build` from parsed arguments; prints a summary. Exit codes: 0 ok, 1 some works failed
+    (errors raise: the command line turns them into exit 1)."""
+    summary = build(args.out, limit=args.limit, seconds=args.seconds, variants=args.variants,
+                    soundfont=args.soundfont, workers=args.workers, seed=args.seed, bass=args.bass,
+                    works=args.works, progress=not args.json or sys.stderr.isatty())
     if args.json:
         print(json.dumps(dataclasses.asdict(summary), indent=2))
     else:

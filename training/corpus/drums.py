@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from training.corpus.scores import Bar
+from stemserver_training.corpus.scores import Bar
 
 KICK, SIDE_STICK, SNARE, CLAP = 36, 37, 38, 39
 CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 42, 44, 46

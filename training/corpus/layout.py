@@ -27,9 +27,9 @@ import numpy as np
 import soundfile
 
 from stemserver.audio import SAMPLE_RATE
-from training.corpus.errors import CorpusError
-from training.corpus.scores import Work
-from training.corpus.variants import NAMESPACE, TrackPlan
+from stemserver_training.corpus.errors import CorpusError
+from stemserver_training.corpus.scores import Work
+from stemserver_training.corpus.variants import NAMESPACE, TrackPlan
 
 DATA_JSON = "data.json"
 MANIFEST = "manifest.jsonl"

@@ -19,8 +19,8 @@ import numpy as np
 import soundfile
 
 from stemserver.audio import SAMPLE_RATE
-from training.corpus.errors import CorpusError
-from training.corpus.midi import Note, write_midi
+from stemserver_training.corpus.errors import CorpusError
+from stemserver_training.corpus.midi import Note, write_midi
 
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 INSTALL_HINT = ("install it with `sudo apt-get install fluidsynth fluid-soundfont-gm` (Debian/Ubuntu) "

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 from stemserver.audio import MAX_DURATION_S
 from stemserver.vocabulary import DRUM_KIT_LABEL_PATH, gm_label_path
-from training.corpus.drums import drum_part
-from training.corpus.instruments import (
+from stemserver_training.corpus.drums import drum_part
+from stemserver_training.corpus.instruments import (
     BASS_RANGE,
     choose_bass_program,
     choose_programs,
     playable_transpositions,
 )
-from training.corpus.midi import DRUM_CHANNEL, Note
-from training.corpus.scores import Part, Score, ScoreNote
+from stemserver_training.corpus.midi import DRUM_CHANNEL, Note
+from stemserver_training.corpus.scores import Part, Score, ScoreNote
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/stemserver/corpus")
 TEMPO_FACTORS = (0.85, 1.15)
