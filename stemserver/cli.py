@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from stemserver import __version__
+from stemserver import __version__, arguments
 from stemserver.errors import StemserverError
 from stemserver.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE, run_main
 
@@ -113,15 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "~/.local/share/stemserver/demo and indexes it.")
     serve.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     serve.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
-                       "needs --token)")
-    serve.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (default 9000; 0 = any free)")
-    serve.add_argument("--ws-port", type=int, default=8765, help="WebSocket port (default 8765; 0 = any free)")
-    serve.add_argument("--token", help="shared secret clients must send (required off loopback)")
+    serve.add_argument("--host", default="127.0.0.1", type=arguments.non_empty_text,
+                       help="address to listen on (default 127.0.0.1; any other needs --token)")
+    serve.add_argument("--osc-port", type=arguments.port, default=9000,
+                       help="OSC UDP port (default 9000; 0 = any free)")
+    serve.add_argument("--ws-port", type=arguments.port, default=8765,
+                       help="WebSocket port (default 8765; 0 = any free)")
+    serve.add_argument("--token", type=arguments.non_empty_text,
+                       help="shared secret clients must send (required off loopback)")
+    serve.add_argument("--allow-origin", action="append", default=[], type=_origin, metavar="ORIGIN",
+                       help="let web pages from ORIGIN (e.g. http://localhost:3000) open a WebSocket; may repeat. "
+                       "By default a connection that presents an Origin (what browsers send) is refused")
     serve.add_argument("--capture", metavar="DEVICE", help="capture this audio input (name or index) for 'now' "
                        "queries")
-    serve.add_argument("--capture-seconds", type=float, default=30.0, help="seconds of live input kept (default 30)")
-    serve.add_argument("--queue", type=int, default=16, help="queries that may wait before 'busy' (default 16)")
+    serve.add_argument("--capture-seconds", type=arguments.positive_float, default=30.0,
+                       help="seconds of live input kept (default 30)")
+    serve.add_argument("--queue", type=arguments.positive_int, default=16,
+                       help="queries that may wait before 'busy' (default 16)")
     serve.add_argument("--no-demo", action="store_true", help="do not install and index the demo library when "
                        "the default library is empty")
     serve.set_defaults(run=_serve)
@@ -327,13 +335,23 @@ def _query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _origin(text: str) -> str:
+    from stemserver.server.security import parse_origin
+
+    try:
+        return parse_origin(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from stemserver import demo
     from stemserver.server.app import ServerOptions, check_security, serve
 
     settings = _settings(args)
     options = ServerOptions(host=args.host, osc_port=args.osc_port, ws_port=args.ws_port, token=args.token,
-                            capture_device=args.capture, capture_seconds=args.capture_seconds, max_queue=args.queue)
+                            capture_device=args.capture, capture_seconds=args.capture_seconds, max_queue=args.queue,
+                            allowed_origins=frozenset(args.allow_origin))
     check_security(options)
     checkpoint, library = _checkpoint_path(settings), _library_dir(settings)
     defaults = settings.checkpoint is None and settings.library is None

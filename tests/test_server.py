@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -44,6 +45,15 @@ def library(tmp_path_factory, identity_checkpoint: Path) -> Path:
     return build_library(root, tmp_path_factory.mktemp("library"), identity_checkpoint)
 
 
+def wait_for(condition, what: str, timeout_s: float = 30.0, every_s: float = 0.02):
+    """Poll `condition` until it returns something true, and return that; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every_s)
+    return value
+
+
 class Server:
     """`stemserver serve` in a subprocess on free ports."""
 
@@ -56,7 +66,10 @@ class Server:
             stdout=subprocess.PIPE, stderr=self.log_file, text=True,
             env={**os.environ, "STEMSERVER_CONFIG": ""},
         )
-        line = self.process.stdout.readline()
+        try:
+            (line,) = LineReader(self.process.stdout).until(lambda line: True, timeout_s=120)
+        except AssertionError:
+            line = ""
         match = re.match(r"stemserver: ready osc://([\d.]+):(\d+) ws://([\d.]+):(\d+)", line)
         if not match:
             self.process.kill()
@@ -281,9 +294,7 @@ def test_garbage_datagrams_never_kill_the_server(osc):
         osc.send_raw(data)
         if i % 500 == 499:  # drain replies so the client's socket buffer never fills
             osc.drain(0.05)
-    time.sleep(0.5)
-    osc.drain(0.2)
-    osc.send("/stemserver/ping", "alive")
+    osc.send("/stemserver/ping", "alive")  # until() passes over the replies to the garbage still coming
     assert osc.until("alive", last="/stemserver/pong")[-1][0] == "/stemserver/pong"
 
 
@@ -335,6 +346,42 @@ def test_websocket_control_messages_and_errors(server, tmp_path: Path):
         assert json.loads(ws.recv(timeout=30))["code"] == "bad_audio"
         ws.send(b"\x01\x02\x03")  # a binary frame with no query before it
         assert json.loads(ws.recv(timeout=30))["code"] == "bad_request"
+
+
+def test_deeply_nested_json_is_bad_json(server):
+    with connect(server.ws) as ws:
+        # 100 000 deep exhausts a recursive parser; 40 deep parses, but no message needs that
+        for frame in ("[" * 100_000 + "]" * 100_000, '{"type": "ping", "id": ' + "[" * 40 + "]" * 40 + "}"):
+            ws.send(frame)
+            reply = json.loads(ws.recv(timeout=30))
+            assert reply["code"] == "bad_json" and "nested more than 32 deep" in reply["message"], reply
+        ws.send(json.dumps({"type": "ping", "id": {"a": [[{"b": [1]}]]}}))  # nesting that fits is fine
+        assert json.loads(ws.recv(timeout=30))["type"] == "pong"
+
+
+def test_a_query_followed_by_a_text_frame_is_answered_then_the_text_handled(server):
+    with connect(server.ws) as ws:
+        ws.send(json.dumps({"type": "query", "id": "q", "instrument": "bass", "k": 1, "sample_rate": 16000,
+                            "channels": 1, "format": "int16"}))
+        ws.send(json.dumps({"type": "ping", "id": "p"}))
+        first, second = (json.loads(ws.recv(timeout=30)) for _ in range(2))
+    assert (first["id"], first["code"]) == ("q", "bad_request") and "binary audio frame" in first["message"]
+    assert (second["id"], second["type"]) == ("p", "pong")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--osc-port", "70000"], "--osc-port: must be a port from 0 to 65535"),
+    (["--ws-port", "-1"], "--ws-port: must be a port"),
+    (["--queue", "0"], "--queue: must be at least 1"),
+    (["--queue", "-1"], "--queue: must be at least 1"),
+    (["--capture-seconds", "nan"], "--capture-seconds: must be a finite number"),
+    (["--host", ""], "--host: must not be empty"),
+    (["--allow-origin", "evil.example.com"], "--allow-origin: 'evil.example.com' is not an origin"),
+])
+def test_serve_refuses_bad_flags_as_usage_errors(flags, message):
+    result = subprocess.run([sys.executable, "-m", "stemserver", "serve", *flags], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_an_oversized_websocket_frame_closes_only_that_connection(server):
@@ -417,7 +464,8 @@ def test_library_reload_while_queries_run(identity_checkpoint: Path, library: Pa
         osc.send("/stemserver/reload", "rl")
         (address, args), = osc.until("rl", last="/stemserver/reloaded")
         assert address == "/stemserver/reloaded" and args[2] == 5
-        time.sleep(0.5)
+        after_reload = len(answered)
+        wait_for(lambda: len(answered) >= after_reload + 3, "queries answered from the new index")
         osc.close()
     finally:
         stop.set()
@@ -457,11 +505,14 @@ def test_sigterm_during_a_query_answers_it_and_exits_cleanly(identity_checkpoint
     osc = OscClient(server.osc)
     for i in range(6):
         osc.send("/stemserver/query/file", i, str(tmp_path / "mix.wav"), "bass", 3)
-    time.sleep(0.05)
+    osc.send("/stemserver/ping", "in")  # datagrams from one socket are read in order: once this is
+    replies = []                        # answered, the six queries have reached the server
+    while not replies or replies[-1][0] != "/stemserver/pong":
+        replies.append(osc.receive())
     server.process.send_signal(signal.SIGTERM)
     outcomes = {}
     while len(outcomes) < 6:
-        address, args = osc.receive()  # every query is answered: a result or shutting_down, never silence
+        address, args = replies.pop() if replies else osc.receive()  # every query is answered, never silence
         if address in ("/stemserver/done", "/stemserver/error"):
             outcomes[args[0]] = "result" if address == "/stemserver/done" else args[1]
     assert set(outcomes.values()) <= {"result", "shutting_down"}
@@ -492,6 +543,42 @@ def status(osc: OscClient) -> dict:
     return dict(zip(args[1::2], args[2::2]))
 
 
+def udp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+class LineReader:
+    """A subprocess's output, read by a thread: a test waits for a line with a deadline instead of
+    blocking for good on readline() when the line never comes."""
+
+    def __init__(self, stream):
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put(None)  # the output ended
+
+    def until(self, predicate, timeout_s: float = 30.0) -> list[str]:
+        """The lines read up to and including the first that satisfies `predicate`."""
+        deadline, lines = time.monotonic() + timeout_s, []
+        while not lines or not predicate(lines[-1]):
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no such line within {timeout_s} s; read {lines}") from None
+            if line is None:
+                raise AssertionError(f"the output ended without such a line; read {lines}")
+            lines.append(line)
+        return lines
+
+
 @pytest.mark.skipif(not shutil.which("oscsend") or not shutil.which("oscdump"), reason="liblo-tools not installed")
 def test_liblo_tools_interoperate(server, osc, tmp_path: Path):
     """liblo is an independent OSC implementation: its messages must parse here, and ours there."""
@@ -500,23 +587,19 @@ def test_liblo_tools_interoperate(server, osc, tmp_path: Path):
     port = str(server.osc[1])
     subprocess.run(["oscsend", "127.0.0.1", port, "/stemserver/query/file", "sssi", "lq", str(tmp_path / "mix.wav"),
                     "bass", "2"], check=True, timeout=30)
-    deadline = time.monotonic() + 30
-    while status(osc)["answered"] == answered and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert status(osc)["answered"] == answered + 1  # liblo's query was parsed and answered
+    wait_for(lambda: status(osc)["answered"] == answered + 1, "liblo's query to be parsed and answered", every_s=0.2)
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         dump_port = probe.getsockname()[1]
     dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        wait_for(lambda: udp_port_taken(dump_port), "oscdump to listen")
+        dump_lines = LineReader(dump.stdout)
         osc.send("/stemserver/register", dump_port)
-        time.sleep(0.2)  # the confirmation itself already goes to oscdump
+        lines = dump_lines.until(lambda line: "/stemserver/registered" in line)  # the confirmation goes there too
         osc.send("/stemserver/query/file", "ld", str(tmp_path / "mix.wav"), "bass", 2, "label", "line1")
-        lines = []
-        while not any("/stemserver/done" in line for line in lines):
-            lines.append(dump.stdout.readline())
+        lines += dump_lines.until(lambda line: "/stemserver/done" in line)
     finally:
         dump.kill()
         osc.send("/stemserver/register", osc.sock.getsockname()[1])
@@ -545,10 +628,8 @@ def jack_server():
     jack = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while subprocess.run(["jack_lsp"], capture_output=True, env=os.environ).returncode != 0:
-            assert time.monotonic() < deadline, "jackd did not start"
-            time.sleep(0.2)
+        wait_for(lambda: subprocess.run(["jack_lsp"], capture_output=True, env=os.environ).returncode == 0,
+                 "jackd to start", timeout_s=20, every_s=0.2)
         sounddevice._terminate()  # PortAudio lists JACK devices only if the server ran when it initialised
         sounddevice._initialize()
         yield sounddevice
@@ -580,7 +661,9 @@ def test_live_capture_answers_a_now_query(jack_server, identity_checkpoint: Path
         for port in server_inputs:
             subprocess.run(["jack_disconnect", "system:capture_1", port], env=os.environ)
             subprocess.run(["jack_connect", "PortAudio:out_0", port], check=True, env=os.environ)
-        time.sleep(9)  # let 8 s of the melody reach the ring buffer
+        connected_at = played[0]
+        wait_for(lambda: played[0] - connected_at >= 9 * 48_000, "8 s of the melody to reach the ring buffer",
+                 timeout_s=60, every_s=0.1)
         osc = OscClient(server.osc)
         assert status(osc)["capture"] == "system"
         osc.send("/stemserver/query/now", "now", "bass", 1, "label", "line2")

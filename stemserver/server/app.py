@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +13,10 @@ from pathlib import Path
 from stemserver.config import Settings
 from stemserver.engine import Engine
 from stemserver.errors import ConfigError
+from stemserver.server import logs
 from stemserver.server.capture import LiveCapture
 from stemserver.server.osc import OscServer
-from stemserver.server.protocol import is_loopback
+from stemserver.server.protocol import ProtocolError, is_loopback
 from stemserver.server.service import Service
 from stemserver.server.websocket import WebSocketServer
 
@@ -35,9 +35,14 @@ class ServerOptions:
     capture_seconds: float = 30.0
     max_queue: int = 16
     max_batch: int = 8
+    # Web pages (browser origins, see security.py) that may open a WebSocket: --allow-origin, and the
+    # origin of the server's own page once it has one. Native clients send no Origin and always may.
+    allowed_origins: frozenset[str] = frozenset()
 
 
 def check_security(options: ServerOptions) -> None:
+    if options.token is not None and not options.token.strip():
+        raise ConfigError("the token is empty or only spaces: give --token a secret clients can send")
     if not is_loopback(options.host) and not options.token:
         raise ConfigError(
             f"listening on {options.host} exposes the server to the network: pass --token SECRET too "
@@ -50,7 +55,7 @@ def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOp
     """Run until SIGINT/SIGTERM; returns the exit code. `on_ready(osc_url, ws_url)` is called once
     both front ends listen."""
     check_security(options)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logs.configure(log)
     engine = Engine(checkpoint, library, settings)
     capture = None
     if options.capture_device is not None:
@@ -60,7 +65,7 @@ def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOp
     try:
         asyncio.run(_run(service, options, on_ready))
     finally:
-        service.stop()
+        service.stop()  # _run stops it on a signal; this is for when _run failed
     return 0
 
 
@@ -77,13 +82,14 @@ async def _run(service: Service, options: ServerOptions, on_ready: Callable[[str
     # on Linux) overflows and drops chunks. Ask for 4 MB (the OS may cap it; clients should pace).
     transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
     try:
-        websocket = await WebSocketServer(service, options.token).start(options.host, options.ws_port)
+        websocket = WebSocketServer(service, options.token, options.allowed_origins, is_loopback(options.host))
+        server = await websocket.start(options.host, options.ws_port)
     except OSError as e:
         transport.close()
         raise ConfigError(f"cannot listen for WebSocket on {options.host}:{options.ws_port} ({e.strerror}): is "
                           "another stemserver running? Stop it, or pass --ws-port") from e
     osc_port = transport.get_extra_info("sockname")[1]
-    ws_port = next(iter(websocket.sockets)).getsockname()[1]
+    ws_port = next(iter(server.sockets)).getsockname()[1]
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -100,12 +106,14 @@ async def _run(service: Service, options: ServerOptions, on_ready: Callable[[str
         except asyncio.TimeoutError:
             osc.expire_uploads()
     log.info("stopping: answering queries in flight, refusing new ones")
-    websocket.close()
-    await loop.run_in_executor(None, service.worker.stop)  # queued queries get shutting_down
-    pending = set(osc.tasks)
-    if pending:
-        await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
-    await asyncio.sleep(0.05)  # let the last replies leave
-    await websocket.wait_closed()
+    websocket.stopping = True  # new connections get HTTP 503; open ones stay open for their replies
+    osc.drop_uploads(ProtocolError("shutting_down", "the server is stopping: this upload will not be answered"))
+    await loop.run_in_executor(None, service.stop)  # the batch in hand finishes; queued queries get shutting_down
+    deadline = loop.time() + SHUTDOWN_GRACE_S
+    while (pending := set(osc.tasks) | websocket.pending()) and loop.time() < deadline:
+        await asyncio.wait(pending, timeout=deadline - loop.time())  # again for replies begun meanwhile
+    await websocket.close()  # after their replies, connections close with 1001
+    while transport.get_write_buffer_size() and loop.time() < deadline:  # OSC replies asyncio still holds
+        await asyncio.sleep(0.01)
     transport.close()
     log.info("stopped")

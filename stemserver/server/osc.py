@@ -145,6 +145,12 @@ class OscServer(asyncio.DatagramProtocol):
         for client, request_id in self.uploads.expire():
             self._fail(client, request_id, ProtocolError("upload_timeout", "the upload was not finished in time"))
 
+    def drop_uploads(self, error: ProtocolError) -> None:
+        """Drop every upload in progress, telling its client why (at shutdown)."""
+        for client, request_id in list(self.uploads.pending):
+            self._fail(client, request_id, error)
+        self.uploads.pending.clear()
+
     # -- handlers: args exclude the token; they raise ProtocolError on bad arguments ----------
 
     @staticmethod

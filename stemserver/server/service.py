@@ -40,11 +40,17 @@ class Service:
         self.worker = Worker(self._answer, max_queue=max_queue, max_batch=max_batch)
         self.started = time.time()
         self.answered = 0
+        self.stopped = False
 
     def start(self) -> None:
         self.worker.start()
 
     def stop(self) -> None:
+        """Finish the batch in hand, answer queued queries with shutting_down, release the capture device.
+        Only the first call does anything."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.worker.stop()
         if self.capture is not None:
             self.capture.close()

@@ -15,7 +15,7 @@ import logging
 import struct
 from http import HTTPStatus
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from stemserver.server.protocol import (
@@ -26,43 +26,76 @@ from stemserver.server.protocol import (
     pcm_to_samples,
     query_options,
 )
+from stemserver.server.security import host_refusal, origin_refusal, parse_origin, token_matches, token_presented
 from stemserver.server.service import AudioSource, Service
 
 log = logging.getLogger("stemserver.server")
 MAGIC = b"SSQ1"
 MESSAGE_TYPES = ("ping", "status", "instruments", "reload", "query", "query_file", "query_now")
 MAX_MESSAGE_BYTES = int(MAX_UPLOAD_SECONDS * 48_000 * 2 * 4) + 64 * 1024
+MAX_JSON_DEPTH = 32  # lists and objects within lists and objects; a message needs 3
+TOO_DEEP = f"lists and objects nested more than {MAX_JSON_DEPTH} deep"
 
 
 class WebSocketServer:
-    def __init__(self, service: Service, token: str | None = None):
+    def __init__(self, service: Service, token: str | None = None, allowed_origins: frozenset[str] = frozenset(),
+                 loopback: bool = True):
         self.service = service
         self.token = token
+        self.allowed_origins = frozenset(parse_origin(origin) for origin in allowed_origins)
+        self.loopback = loopback  # listening on loopback only: Host must then be a loopback name
+        self.server: Server | None = None
+        self.stopping = False  # set at shutdown: new connections are refused, open ones get their replies
+        self.tasks: dict[ServerConnection, set[asyncio.Task]] = {}  # each connection's replies in flight
 
-    async def start(self, host: str, port: int):
-        return await serve(self._handle, host, port, max_size=MAX_MESSAGE_BYTES, compression=None,
-                           process_request=self._authorize)
+    async def start(self, host: str, port: int) -> Server:
+        self.server = await serve(self._handle, host, port, max_size=MAX_MESSAGE_BYTES, compression=None,
+                                  process_request=self._admit)
+        return self.server
 
-    def _authorize(self, connection: ServerConnection, request):
-        """With a token, a connection must present it: Authorization: Bearer T, or ?token=T."""
+    def pending(self) -> set[asyncio.Task]:
+        """The replies in flight, on every connection."""
+        return {task for tasks in self.tasks.values() for task in tasks}
+
+    async def close(self) -> None:
+        """Close every connection (1001) once its replies are out (see `pending`)."""
+        self.stopping = True
+        self.server.close()
+        await self.server.wait_closed()
+
+    def _admit(self, connection: ServerConnection, request):
+        """Refuse web pages (Origin), DNS rebinding (Host, on loopback) and, with a token, who lacks it."""
+        if self.stopping:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "the server is stopping\n")
+        headers = request.headers
+        reason = origin_refusal(headers.get_all("Origin"), self.allowed_origins)
+        if reason is None and self.loopback:
+            reason = host_refusal(headers.get_all("Host"))
+        if reason is not None:
+            log.warning("%s: WebSocket connection refused: %s", connection.remote_address, reason)
+            return connection.respond(HTTPStatus.FORBIDDEN, reason + "\n")
         if self.token is None:
             return None
-        header = request.headers.get("Authorization", "")
-        query = request.path.partition("?")[2]
-        given = header.removeprefix("Bearer ").strip() if header else dict(
-            part.partition("=")[::2] for part in query.split("&") if part).get("token")
-        if given != self.token:
+        given = token_presented(headers.get("Authorization"), request.path.partition("?")[2])
+        if not token_matches(given, self.token):
             log.warning("%s: WebSocket connection refused: missing or wrong token", connection.remote_address)
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "a token is required\n")
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "a token is required: send Authorization: Bearer "
+                                                               "SECRET, or ?token=SECRET\n")
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
         pending: dict | None = None  # a JSON query waiting for its binary frame
+        self.tasks[connection] = set()
         try:
             async for frame in connection:
                 request_id = None
                 try:
                     if isinstance(frame, str):
+                        if pending is not None:
+                            unanswered, pending = pending, None
+                            await self._fail(connection, unanswered.get("id"), ProtocolError(
+                                "bad_request", "a 'query' message must be followed by its binary audio frame, "
+                                               "not by a text frame"))
                         message = _parse_json(frame)
                         request_id = message.get("id")
                         pending = await self._text(connection, message)
@@ -78,6 +111,10 @@ class WebSocketServer:
             if e.rcvd is not None and e.rcvd.code == 1009:
                 log.warning("%s: closed a connection that sent a frame over %d bytes", connection.remote_address,
                             MAX_MESSAGE_BYTES)
+        finally:
+            # Nobody is left to read these replies: cancelling them drops their queries from the queue.
+            for task in self.tasks.pop(connection):
+                task.cancel()
 
     async def _text(self, connection: ServerConnection, message: dict) -> dict | None:
         """Answer a JSON message; a 'query' is returned, to be completed by the next binary frame."""
@@ -105,7 +142,8 @@ class WebSocketServer:
         return None
 
     def _spawn(self, connection: ServerConnection, message: dict, coroutine) -> None:
-        """Run a reply in the background, so one connection can have several queries in flight."""
+        """Run a reply in the background, so one connection can have several queries in flight. The task
+        is kept (the loop holds tasks only weakly) until it is done."""
         request_id = message.get("id") if isinstance(message, dict) else None
 
         async def guarded():
@@ -114,7 +152,10 @@ class WebSocketServer:
             except Exception as e:
                 await self._fail(connection, request_id, e)
 
-        asyncio.ensure_future(guarded())
+        task = asyncio.ensure_future(guarded())
+        tasks = self.tasks[connection]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _query_pcm(self, connection, header: dict, pcm: bytes) -> None:
         samples = pcm_to_samples(pcm, header.get("sample_rate"), header.get("channels", 1),
@@ -153,9 +194,26 @@ def _parse_json(text: str | bytes) -> dict:
         message = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ProtocolError("bad_json", f"not JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", TOO_DEEP) from None
+    if _nesting(message, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ProtocolError("bad_json", TOO_DEEP)
     if not isinstance(message, dict):
         raise ProtocolError("bad_json", "a message must be a JSON object with a 'type'")
     return message
+
+
+def _nesting(value, limit: int) -> int:
+    """How deeply lists and objects nest in `value`, counted up to limit + 1 (without recursion: that is
+    what a deep message would exhaust)."""
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [v for v in level if isinstance(v, (dict, list))]
+        if not containers:
+            break
+        depth += 1
+        level = [child for v in containers for child in (v.values() if isinstance(v, dict) else v)]
+    return depth
 
 
 def _split_binary(frame: bytes) -> tuple[dict, bytes]:
