@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from stemserver.server.osc import OscServer
-from stemserver.server.protocol import ERROR_CODES
+from stemserver.server.protocol import ERROR_CODES, RESULT_FIELDS
 from stemserver.server.websocket import MESSAGE_TYPES
 
 ROOT = Path(__file__).parent.parent
@@ -28,8 +28,8 @@ def test_every_osc_address_the_server_handles_is_documented_and_vice_versa():
 
 
 def test_every_osc_address_in_the_code_is_documented_with_its_arguments():
-    source = (ROOT / "stemserver" / "server" / "osc.py").read_text()
-    sent = {node.values[1].value for node in ast.walk(ast.parse(source))
+    sent = {node.values[1].value for name in ("osc.py", "messages.py")
+            for node in ast.walk(ast.parse((ROOT / "stemserver" / "server" / name).read_text()))
             if isinstance(node, ast.JoinedStr) and len(node.values) == 2
             and isinstance(node.values[1], ast.Constant) and node.values[1].value.startswith("/")}
     replies = {f"/stemserver{suffix}" for suffix in sent}
@@ -45,4 +45,10 @@ def test_every_websocket_type_is_documented_and_vice_versa():
 
 def test_every_error_code_is_documented_and_vice_versa():
     assert first_column(doc_table("Error codes")) == set(ERROR_CODES)
+
+
+
+def test_the_documented_result_arguments_are_the_order_the_server_sends():
+    line = re.search(r"^/stemserver/result +id (.+)$", DOC, flags=re.MULTILINE).group(1)
+    assert tuple(argument.split(":")[0] for argument in line.split()) == RESULT_FIELDS
 

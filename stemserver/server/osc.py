@@ -1,9 +1,9 @@
 """OSC over UDP: the front end for Max, REAPER, and anything that speaks OSC.
 
-Every datagram is parsed here (python-osc's parser and builder, our own asyncio protocol, so
-that a malformed datagram gets an error reply instead of vanishing). Replies go to the sender's
-address, or to the port a client registered with /stemserver/register. Every reply datagram stays
-under 8 KB: results are sent one message per stem, then a done message.
+Every datagram is parsed here (stemserver.server.messages, with python-osc's parser; our own
+asyncio protocol, so that a malformed datagram gets an error reply instead of vanishing). Replies go
+to the sender's address, or to the port a client registered with /stemserver/register. Every reply
+datagram stays under 8 KB: results are sent one message per stem, then a done message.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import asyncio
 import logging
 
 import numpy as np
-from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket, ParseError
 
+from stemserver.server.messages import PREFIX, osc_message, parse_datagram, result_replies
 from stemserver.server.protocol import (
     MAX_CHUNK_BYTES,
     ProtocolError,
@@ -26,24 +25,7 @@ from stemserver.server.service import AudioSource, Service
 from stemserver.server.uploads import Uploads
 
 log = logging.getLogger("stemserver.server")
-PREFIX = "/stemserver"
 MAX_REPLY_BYTES = 8192
-
-
-def osc_message(address: str, *args) -> bytes:
-    builder = OscMessageBuilder(address)
-    for arg in args:
-        if isinstance(arg, bool):
-            builder.add_arg(int(arg), "i")
-        elif isinstance(arg, int):
-            builder.add_arg(arg, "i" if -(2**31) <= arg < 2**31 else "h")
-        elif isinstance(arg, float):
-            builder.add_arg(arg, "f")
-        elif isinstance(arg, bytes):
-            builder.add_arg(arg, "b")
-        else:
-            builder.add_arg(str(arg), "s")
-    return builder.build().dgram
 
 
 def _options_from_pairs(instrument, k, pairs: list, seconds: float = 8.0):
@@ -93,13 +75,13 @@ class OscServer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, sender) -> None:
         try:
-            messages = [timed.message for timed in OscPacket(data).messages]
-        except (ParseError, Exception) as e:  # python-osc raises assorted errors on garbage
-            log.warning("%s: unparseable datagram of %d bytes (%s)", sender, len(data), type(e).__name__)
-            self.send(sender, f"{PREFIX}/error", "", "bad_request", "not an OSC message")
+            messages = parse_datagram(data)
+        except ProtocolError as e:
+            log.warning("%s: unparseable datagram of %d bytes (%s)", sender, len(data), e.message)
+            self.send(sender, f"{PREFIX}/error", "", e.code, e.message)
             return
-        for message in messages:
-            self._dispatch(message.address, list(message.params), sender)
+        for address, args in messages:
+            self._dispatch(address, args, sender)
 
     def _dispatch(self, address: str, args: list, sender) -> None:
         request_id = args[1 if self.token else 0] if len(args) > (1 if self.token else 0) else ""
@@ -231,7 +213,5 @@ class OscServer(asyncio.DatagramProtocol):
 
     async def _answer(self, sender, request_id, source: AudioSource, options) -> None:
         result = await self.service.query(source, options)
-        for m in result["matches"]:
-            self.send(sender, f"{PREFIX}/result", request_id, m["rank"], m["path"], m["score"], m["offset_s"],
-                      m["offset_at_end_s"], m["alignment_score"], m["duration_s"], m["label"], int(m["loop"]))
-        self.send(sender, f"{PREFIX}/done", request_id, len(result["matches"]), result["timings_ms"]["total"])
+        for address, args in result_replies(request_id, result):
+            self.send(sender, address, *args)

@@ -8,14 +8,14 @@ back is built here from engine results. Any problem is a `ProtocolError` with a 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
+from stemserver.errors import AudioError, CheckpointError, LibraryError, StemserverError, UnknownLabelError
+from stemserver.selection import AUDIO_EXTENSIONS, Filters
 
-from stemserver.errors import AudioError, CheckpointError, StemserverError, UnknownLabelError
-from stemserver.index import Filters
-from stemserver.library import AUDIO_EXTENSIONS, LibraryError
+if TYPE_CHECKING:
+    import numpy as np
 
 PROTOCOL_VERSION = 1
 MAX_K = 100
@@ -23,7 +23,14 @@ MAX_UPLOAD_SECONDS = 30.0
 MAX_UPLOAD_RATE = 192_000
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_CHUNK_BYTES = 8192  # macOS drops UDP datagrams over 9216 bytes; a chunk and its header fit
-SAMPLE_FORMATS = {"int16": np.dtype("<i2"), "float32": np.dtype("<f4")}
+
+
+class SampleFormat(NamedTuple):
+    dtype: str  # numpy's name for it; numpy itself is imported only to decode (the client never does)
+    itemsize: int
+
+
+SAMPLE_FORMATS = {"int16": SampleFormat("<i2", 2), "float32": SampleFormat("<f4", 4)}
 # The order of a result's fields in an OSC /stemserver/result message (after the request id).
 RESULT_FIELDS = ("rank", "path", "score", "offset_s", "offset_at_end_s", "alignment_score", "duration_s", "label",
                  "loop")
@@ -82,8 +89,7 @@ def error_from_exception(error: BaseException) -> ProtocolError:
     return ProtocolError("internal", f"unexpected error ({type(error).__name__}); see the server log")
 
 
-@dataclass(frozen=True)
-class QueryOptions:
+class QueryOptions(NamedTuple):
     instrument: str
     k: int = 10
     seconds: float = 8.0
@@ -134,8 +140,10 @@ def check_pcm_format(sample_rate, channels, sample_format) -> None:
 
 def pcm_to_samples(data: bytes, sample_rate, channels, sample_format) -> np.ndarray:
     """Little-endian interleaved PCM -> float32 (frames, channels), validated."""
+    import numpy as np  # here, not at the top: the client imports this module, and must start fast
+
     check_pcm_format(sample_rate, channels, sample_format)
-    dtype = SAMPLE_FORMATS[sample_format]
+    dtype = np.dtype(SAMPLE_FORMATS[sample_format].dtype)
     frame_bytes = dtype.itemsize * channels
     if len(data) == 0 or len(data) % frame_bytes:
         raise ProtocolError("bad_audio", f"{len(data)} bytes of audio is not a whole number of "

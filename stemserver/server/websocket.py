@@ -18,6 +18,7 @@ from http import HTTPStatus
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from stemserver.server.messages import result_message
 from stemserver.server.protocol import (
     MAX_UPLOAD_SECONDS,
     ProtocolError,
@@ -124,7 +125,7 @@ class WebSocketServer:
 
     async def _query(self, connection, request_id, source: AudioSource, options) -> None:
         result = await self.service.query(source, options)
-        await self._send(connection, {"type": "result", "id": request_id, **result})
+        await self._send(connection, result_message(request_id, result))
 
     async def _reload(self, connection, request_id) -> None:
         await self._send(connection, {"type": "reloaded", "id": request_id, **await self.service.reload()})
