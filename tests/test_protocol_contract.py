@@ -6,8 +6,10 @@ import ast
 import re
 from pathlib import Path
 
+from stemserver.server.messages import MAX_BUNDLE_DEPTH
 from stemserver.server.osc import OscServer
-from stemserver.server.protocol import ERROR_CODES, RESULT_FIELDS
+from stemserver.server.protocol import ERROR_CODES, MAX_ID_CHARS, RESULT_FIELDS
+from stemserver.server.uploads import MAX_HOST_BYTES, MAX_PENDING_PER_HOST, MAX_TOTAL_BYTES, MIB
 from stemserver.server.websocket import MESSAGE_TYPES
 
 ROOT = Path(__file__).parent.parent
@@ -52,3 +54,10 @@ def test_the_documented_result_arguments_are_the_order_the_server_sends():
     line = re.search(r"^/stemserver/result +id (.+)$", DOC, flags=re.MULTILINE).group(1)
     assert tuple(argument.split(":")[0] for argument in line.split()) == RESULT_FIELDS
 
+
+def test_the_limits_table_states_the_limits_the_code_enforces():
+    limits = doc_table("Limits")
+    for stated in (f"{MAX_PENDING_PER_HOST} in progress per host", f"{MAX_HOST_BYTES // MIB} MiB per host",
+                   f"{MAX_TOTAL_BYTES // MIB} MiB in all", f"at most {MAX_ID_CHARS} characters",
+                   f"nested at most {MAX_BUNDLE_DEPTH} deep"):
+        assert stated in limits, stated

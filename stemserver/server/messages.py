@@ -7,12 +7,16 @@ Imports neither torch nor numpy: the client that the REAPER scripts spawn on eve
 
 from __future__ import annotations
 
+import struct
+
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
 from stemserver.server.protocol import RESULT_FIELDS, ProtocolError
 
 PREFIX = "/stemserver"
+BUNDLE_PREFIX = b"#bundle\0"
+MAX_BUNDLE_DEPTH = 4  # liblo and Max nest one or two deep; deeper is only ever a probe
 
 
 def osc_message(address: str, *args) -> bytes:
@@ -34,11 +38,37 @@ def osc_message(address: str, *args) -> bytes:
 def parse_datagram(data: bytes) -> list[tuple[str, list]]:
     """The (address, arguments) of every message in an OSC datagram, a message or a bundle of them.
     Raises ProtocolError on anything else."""
+    check_bundles(data)
     try:
         messages = OscPacket(data).messages
     except Exception as e:  # python-osc raises assorted errors on garbage
         raise ProtocolError("bad_request", f"not an OSC message ({type(e).__name__})") from None
     return [(timed.message.address, list(timed.message.params)) for timed in messages]
+
+
+def check_bundles(data: bytes, depth: int = 0) -> None:
+    """Refuse bundles that python-osc cannot be trusted with: its parser (1.10.2) loops forever on an element
+    size that is negative, and silently skips elements that are neither a message nor a bundle."""
+    if not data.startswith(BUNDLE_PREFIX):
+        return
+    if depth >= MAX_BUNDLE_DEPTH:
+        raise ProtocolError("bad_request", f"bundles nested more than {MAX_BUNDLE_DEPTH} deep")
+    index = len(BUNDLE_PREFIX) + 8  # the time tag
+    if index >= len(data):
+        raise ProtocolError("bad_request", "a bundle without any element")
+    while index < len(data):
+        if index + 4 > len(data):
+            raise ProtocolError("bad_request", "a bundle element's size is cut off")
+        (size,) = struct.unpack_from(">i", data, index)
+        index += 4
+        if size <= 0 or size % 4 or index + size > len(data):
+            raise ProtocolError("bad_request", f"a bundle element of {size} bytes (sizes are positive multiples "
+                                               f"of 4 within the datagram)")
+        element = data[index : index + size]
+        if not element.startswith((b"/", BUNDLE_PREFIX)):
+            raise ProtocolError("bad_request", "a bundle element that is neither a message nor a bundle")
+        check_bundles(element, depth + 1)
+        index += size
 
 
 def result_replies(request_id, result: dict) -> list[tuple[str, list]]:

@@ -1,9 +1,10 @@
 """OSC over UDP: the front end for Max, REAPER, and anything that speaks OSC.
 
-Every datagram is parsed here (stemserver.server.messages, with python-osc's parser; our own
-asyncio protocol, so that a malformed datagram gets an error reply instead of vanishing). Replies go
-to the sender's address, or to the port a client registered with /stemserver/register. Every reply
-datagram stays under 8 KB: results are sent one message per stem, then a done message.
+Every datagram is parsed here (stemserver.server.messages checks bundles, then python-osc parses;
+our own asyncio protocol, so that a malformed datagram gets an error reply instead of vanishing or
+hanging the server). Replies go to the sender's address, or to the port a client registered with
+/stemserver/register. Every reply datagram stays under 8 KB: results are sent one message per stem,
+then a done message.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from stemserver.server.messages import PREFIX, osc_message, parse_datagram, resu
 from stemserver.server.protocol import (
     MAX_CHUNK_BYTES,
     ProtocolError,
+    check_request_id,
     checked_audio_path,
-    error_from_exception,
+    log_failure,
     query_options,
 )
 from stemserver.server.service import AudioSource, Service
@@ -88,6 +90,11 @@ class OscServer(asyncio.DatagramProtocol):
         if not isinstance(request_id, (str, int)):
             request_id = ""
         try:
+            check_request_id(request_id)
+        except ProtocolError as e:
+            self._fail(sender, "", e)  # an id that long would not fit the reply that carries it back
+            return
+        try:
             if self.token is not None:
                 if not args or args[0] != self.token:
                     raise ProtocolError("unauthorized", "this server needs its token as every message's first argument")
@@ -110,8 +117,7 @@ class OscServer(asyncio.DatagramProtocol):
             self._fail(sender, request_id, e)
 
     def _fail(self, sender, request_id, error: Exception) -> None:
-        error = error_from_exception(error)
-        log.warning("%s: request %r: %s: %s", sender, request_id, error.code, error.message)
+        error = log_failure(sender, request_id, error)
         self.send(sender, f"{PREFIX}/error", request_id, error.code, error.message[:4000])
 
     def send(self, client, address: str, *args) -> None:
@@ -120,6 +126,8 @@ class OscServer(asyncio.DatagramProtocol):
         host, port = client[0], self.reply_ports.get(client, client[1])
         datagram = osc_message(address, *args)
         if len(datagram) > MAX_REPLY_BYTES:  # never send what a macOS client would drop
+            log.error("%s: a %s reply of %d bytes is over %d; sent an internal error instead", client, address,
+                      len(datagram), MAX_REPLY_BYTES)
             datagram = osc_message(f"{PREFIX}/error", args[0] if args else "", "internal", "reply too large")
         self.transport.sendto(datagram, (host, port))
 

@@ -23,7 +23,7 @@ from stemserver.server.protocol import (
     MAX_UPLOAD_SECONDS,
     ProtocolError,
     checked_audio_path,
-    error_from_exception,
+    log_failure,
     pcm_to_samples,
     query_options,
 )
@@ -131,8 +131,7 @@ class WebSocketServer:
         await self._send(connection, {"type": "reloaded", "id": request_id, **await self.service.reload()})
 
     async def _fail(self, connection, request_id, error: Exception) -> None:
-        error = error_from_exception(error)
-        log.warning("%s: request %r: %s: %s", connection.remote_address, request_id, error.code, error.message)
+        error = log_failure(connection.remote_address, request_id, error)
         await self._send(connection, {"type": "error", "id": request_id, "code": error.code,
                                       "message": error.message})
 
