@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="free text, e.g. 'bass' or 'nylon guitar'")
     query.add_argument("-k", type=positive_int, default=10, help="number of stems (default 10)")
     query.add_argument("--seconds", type=positive_float, default=8.0, metavar="S",
-                       help="use the last S seconds of the mix (default 8, 2 to 30)")
+                       help="use the last S seconds of the mix (default 8; a server takes 2 to 30)")
     query.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
     query.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     query.add_argument("--folder", help="only stems under this folder")
