@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="PATH", help="YAML settings file (default: $STEMSERVER_CONFIG, "
                         "then ~/.config/stemserver/config.yaml if it exists)")
     common.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    common.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: one per core)")
+    common.add_argument("--threads", type=arguments.positive_int, metavar="N",
+                        help="CPU threads for torch (default: one per core)")
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     doctor = verbs.add_parser("doctor", parents=[common], help="check the installation and print what is missing",
@@ -92,16 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--server", metavar="URL", help="ask a running server (osc://HOST:PORT or ws://HOST:PORT) "
                        "instead of loading the model here")
     query.add_argument("--token", help="the server's token, when it was started with one")
-    query.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for a server")
-    query.add_argument("--instrument", "-i", required=True, help="free text, e.g. 'bass' or 'nylon guitar'")
-    query.add_argument("-k", type=int, default=10, help="number of stems (default 10)")
-    query.add_argument("--seconds", type=float, default=8.0, help="use the last S seconds of the mix (default 8)")
+    query.add_argument("--timeout", type=arguments.positive_float, default=30.0, metavar="S",
+                       help="seconds to wait for a server")
+    query.add_argument("--send-audio", action="store_true", help="over OSC, send the audio even to a server on "
+                       "this machine (by default it gets the file's path), e.g. one in a container that cannot "
+                       "read your files")
+    query.add_argument("--instrument", "-i", required=True, type=arguments.non_empty_text,
+                       help="free text, e.g. 'bass' or 'nylon guitar'")
+    query.add_argument("-k", type=arguments.positive_int, default=10, help="number of stems (default 10)")
+    query.add_argument("--seconds", type=arguments.positive_float, default=8.0, metavar="S",
+                       help="use the last S seconds of the mix (default 8; a server takes 2 to 30)")
     query.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
     query.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     query.add_argument("--folder", help="only stems under this folder")
     query.add_argument("--label", help="only stems whose path contains this text")
-    query.add_argument("--min-duration", type=float, metavar="S", help="only stems at least S seconds long")
-    query.add_argument("--max-duration", type=float, metavar="S", help="only stems at most S seconds long")
+    query.add_argument("--min-duration", type=arguments.non_negative_float, metavar="S",
+                       help="only stems at least S seconds long")
+    query.add_argument("--max-duration", type=arguments.non_negative_float, metavar="S",
+                       help="only stems at most S seconds long")
     query.add_argument("--exclude", action="append", default=[], metavar="PATH", help="never return this file")
     query.set_defaults(run=_query)
 
@@ -299,8 +308,6 @@ def _library(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    if args.k < 1:
-        raise StemserverError("-k must be at least 1")
     excluded = [str(Path(p).expanduser().absolute()) for p in args.exclude]
     if args.server:
         from stemserver.server.client import query_server
@@ -309,10 +316,10 @@ def _query(args: argparse.Namespace) -> int:
                    ("min_duration", args.min_duration), ("max_duration", args.max_duration),
                    ("exclude", excluded or None)] if value is not None}
         result = query_server(args.server, args.mix, args.instrument, args.k, args.seconds, filters, args.token,
-                              args.timeout)
+                              args.timeout, args.send_audio)
     else:
         from stemserver.engine import Engine
-        from stemserver.index import Filters
+        from stemserver.selection import Filters
 
         settings = _settings(args)
         engine = Engine(_checkpoint_path(settings), _library_dir(settings), settings)

@@ -27,3 +27,7 @@ class TextModelError(StemserverError):
 
 class UnknownLabelError(TextModelError):
     """An instrument label has no cached embedding and no text model is available to embed it."""
+
+
+class LibraryError(StemserverError):
+    """The library cannot be used as asked (missing, built with another model, damaged...)."""

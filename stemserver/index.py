@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from stemserver.embedding import mean_vector
 from stemserver.files import atomic_path
 from stemserver.library import FileRecord, Library, LibraryError, load_columns
+from stemserver.selection import Filters
 
 WINDOW_COLUMNS = 50  # 8 s of 160 ms columns, the training window
 HOP_COLUMNS = 25  # 4 s
@@ -39,33 +39,6 @@ class IndexSettings:
     hop_columns: int = HOP_COLUMNS
     n_trees: int = 50
     pca_dim: int | None = None  # None: Annoy searches the full vectors
-
-
-@dataclass(frozen=True)
-class Filters:
-    folder: str | None = None  # only files under this folder
-    min_duration_s: float | None = None
-    max_duration_s: float | None = None
-    label: str | None = None  # case-insensitive substring of the file's path
-    exclude: tuple[str, ...] = ()  # paths never to return
-
-    def active(self) -> bool:
-        return any(v not in (None, ()) for v in asdict(self).values())
-
-    def allowed_ids(self, records: Iterable[FileRecord]) -> np.ndarray:
-        """Ids of the records these filters let through."""
-        folder = None if self.folder is None else str(Path(self.folder).expanduser().absolute()).rstrip("/") + "/"
-        label = None if self.label is None else self.label.lower()
-        excluded = set(self.exclude)
-        return np.fromiter(
-            (r.id for r in records
-             if (folder is None or r.path.startswith(folder))
-             and (self.min_duration_s is None or r.duration_s >= self.min_duration_s)
-             and (self.max_duration_s is None or r.duration_s <= self.max_duration_s)
-             and (label is None or label in r.path.lower())
-             and r.path not in excluded),
-            dtype=np.int64,
-        )
 
 
 def window_starts(columns: int, window: int, hop: int) -> list[int]:
@@ -195,7 +168,7 @@ class LibraryIndex:
         belong to fewer than k files (long stems have many windows each), it is asked for four
         times more until k files are found. With filters, the allowed windows are ranked exactly."""
         if filters.active():
-            allowed = np.isin(self.windows[:, 0], filters.allowed_ids(self.files.values()))
+            allowed = np.isin(self.windows[:, 0], np.asarray(filters.allowed_ids(self.files.values()), np.int64))
             return self._best_per_file(np.flatnonzero(allowed), query, k)
         wanted = min(len(self.vectors), max(over_fetch * k, 100))
         searched = project(query[None], *self.pca)[0] if self.pca else query

@@ -29,15 +29,12 @@ import numpy as np
 from tqdm import tqdm
 
 from stemserver import audio
-from stemserver.errors import StemserverError
+from stemserver.errors import LibraryError, StemserverError
 from stemserver.files import atomic_path, sha256_file
+from stemserver.selection import AUDIO_EXTENSIONS
 
 SCHEMA_VERSION = 1
 DATABASE = "library.sqlite"
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".wave", ".bwf", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-    ".m4a", ".aac", ".mp4", ".caf", ".w64", ".wma", ".alac",
-})
 _SYSTEM_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "system volume information"})
 
 _SCHEMA = """
@@ -60,10 +57,6 @@ CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL
 );
 """
-
-
-class LibraryError(StemserverError):
-    """The library cannot be used as asked (missing, built with another model, damaged...)."""
 
 
 @dataclass(frozen=True)

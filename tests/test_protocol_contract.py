@@ -6,8 +6,10 @@ import ast
 import re
 from pathlib import Path
 
+from stemserver.server.messages import MAX_BUNDLE_DEPTH
 from stemserver.server.osc import OscServer
-from stemserver.server.protocol import ERROR_CODES
+from stemserver.server.protocol import ERROR_CODES, MAX_ID_CHARS, RESULT_FIELDS
+from stemserver.server.uploads import MAX_HOST_BYTES, MAX_PENDING_PER_HOST, MAX_TOTAL_BYTES, MIB
 from stemserver.server.websocket import MESSAGE_TYPES
 
 ROOT = Path(__file__).parent.parent
@@ -28,8 +30,8 @@ def test_every_osc_address_the_server_handles_is_documented_and_vice_versa():
 
 
 def test_every_osc_address_in_the_code_is_documented_with_its_arguments():
-    source = (ROOT / "stemserver" / "server" / "osc.py").read_text()
-    sent = {node.values[1].value for node in ast.walk(ast.parse(source))
+    sent = {node.values[1].value for name in ("osc.py", "messages.py")
+            for node in ast.walk(ast.parse((ROOT / "stemserver" / "server" / name).read_text()))
             if isinstance(node, ast.JoinedStr) and len(node.values) == 2
             and isinstance(node.values[1], ast.Constant) and node.values[1].value.startswith("/")}
     replies = {f"/stemserver{suffix}" for suffix in sent}
@@ -46,3 +48,16 @@ def test_every_websocket_type_is_documented_and_vice_versa():
 def test_every_error_code_is_documented_and_vice_versa():
     assert first_column(doc_table("Error codes")) == set(ERROR_CODES)
 
+
+
+def test_the_documented_result_arguments_are_the_order_the_server_sends():
+    line = re.search(r"^/stemserver/result +id (.+)$", DOC, flags=re.MULTILINE).group(1)
+    assert tuple(argument.split(":")[0] for argument in line.split()) == RESULT_FIELDS
+
+
+def test_the_limits_table_states_the_limits_the_code_enforces():
+    limits = doc_table("Limits")
+    for stated in (f"{MAX_PENDING_PER_HOST} in progress per host", f"{MAX_HOST_BYTES // MIB} MiB per host",
+                   f"{MAX_TOTAL_BYTES // MIB} MiB in all", f"at most {MAX_ID_CHARS} characters",
+                   f"nested at most {MAX_BUNDLE_DEPTH} deep"):
+        assert stated in limits, stated

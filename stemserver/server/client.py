@@ -2,26 +2,25 @@
 
 Scripts, REAPER and cron jobs use it to ask a long-running server instead of loading the model
 themselves. Over OSC the mix goes as a file path when the server is on this machine (it reads the
-file), else as streamed chunks; over WebSocket it is sent as PCM.
+file), else (or with `send_audio`) as streamed chunks; over WebSocket it is sent as PCM.
+
+The REAPER scripts spawn it on every "Find", so its start-up is part of every answer: it imports neither
+torch nor the engine, and numpy, soundfile and asyncio only on the paths that send audio or speak WebSocket
+(benchmarks/client.py measures it against a bare python-osc round trip).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import socket
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy as np
-from pythonosc.osc_packet import OscPacket
-
-from stemserver import audio
 from stemserver.errors import StemserverError
-from stemserver.server.osc import PREFIX, osc_message
-from stemserver.server.protocol import MAX_CHUNK_BYTES, RESULT_FIELDS, is_loopback
+from stemserver.server.messages import PREFIX, match_from_result, osc_message, parse_datagram, result_message
+from stemserver.server.protocol import MAX_CHUNK_BYTES, ProtocolError, is_loopback
 
 
 class ServerError(StemserverError):
@@ -32,15 +31,51 @@ class ServerError(StemserverError):
         self.code = code
 
 
-def query_server(url: str, mix: Path, instrument: str, k: int = 10, seconds: float = 8.0,
-                 filters: dict | None = None, token: str | None = None, timeout_s: float = 30.0) -> dict:
-    """Ask the server at `url` for stems fitting `mix`; returns the result as the WebSocket sends it."""
+def server_address(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of osc://HOST:PORT or ws(s)://HOST:PORT; a StemserverError names what is wrong."""
+    usage = "use osc://HOST:PORT or ws://HOST:PORT, e.g. osc://127.0.0.1:9000"
     parsed = urlparse(url)
-    if parsed.scheme not in ("osc", "ws", "wss") or not parsed.hostname or not parsed.port:
-        raise StemserverError(f"server address {url!r}: use osc://HOST:PORT or ws://HOST:PORT")
-    if parsed.scheme == "osc":
-        return _query_osc(parsed.hostname, parsed.port, mix, instrument, k, seconds, filters or {}, token, timeout_s)
-    return asyncio.run(_query_ws(url, mix, instrument, k, seconds, filters or {}, token, timeout_s))
+    try:
+        port = parsed.port
+    except ValueError:
+        raise StemserverError(f"server address {url!r}: the port is not a number from 0 to 65535; {usage}") from None
+    if parsed.scheme not in ("osc", "ws", "wss") or not parsed.hostname or not port:
+        raise StemserverError(f"server address {url!r}: {usage}")
+    return parsed.scheme, parsed.hostname, port
+
+
+def query_server(url: str, mix: Path, instrument: str, k: int = 10, seconds: float = 8.0,
+                 filters: dict | None = None, token: str | None = None, timeout_s: float = 30.0,
+                 send_audio: bool = False) -> dict:
+    """Ask the server at `url` for stems fitting `mix`; returns the result as the WebSocket sends it.
+    Over OSC, `send_audio` streams the audio even to a server on this machine (one that cannot read its files)."""
+    scheme, host, port = server_address(url)
+    if scheme == "osc":
+        return _query_osc(host, port, mix, instrument, k, seconds, filters or {}, token, timeout_s,
+                          stream=send_audio or not is_loopback(host))
+    return _query_ws(url, mix, instrument, k, seconds, filters or {}, token, timeout_s)
+
+
+def osc_requests(request_id: str, mix: Path, instrument: str, k: int, seconds: float, filters: dict,
+                 token: str | None, stream: bool) -> list[bytes]:
+    """The datagrams of one OSC query: the file path, or the last `seconds` of the mix streamed in chunks."""
+    auth = [token] if token else []
+    options = ["seconds", float(seconds), *_filter_pairs(filters)]
+    if not stream:
+        return [osc_message(f"{PREFIX}/query/file", *auth, request_id, str(mix.absolute()), instrument, k, *options)]
+    rate, pcm = _mix_pcm(mix, seconds)
+    chunks = [pcm[i : i + MAX_CHUNK_BYTES] for i in range(0, len(pcm), MAX_CHUNK_BYTES)]
+    return [osc_message(f"{PREFIX}/stream/begin", *auth, request_id, rate, 1, "float32", instrument, k, *options),
+            *(osc_message(f"{PREFIX}/stream/chunk", *auth, request_id, seq, chunk) for seq, chunk in enumerate(chunks)),
+            osc_message(f"{PREFIX}/stream/end", *auth, request_id, len(chunks))]
+
+
+def _mix_pcm(mix: Path, seconds: float) -> tuple[int, bytes]:
+    """The last `seconds` of the mix, mono float32 little-endian, and its rate."""
+    from stemserver import audio  # numpy and soundfile: only the paths that send audio pay for them
+
+    samples, _ = audio.load(mix)
+    return audio.SAMPLE_RATE, samples[-int(seconds * audio.SAMPLE_RATE):].astype("<f4").tobytes()
 
 
 def _filter_pairs(filters: dict) -> list:
@@ -51,26 +86,13 @@ def _filter_pairs(filters: dict) -> list:
     return pairs
 
 
-def _query_osc(host, port, mix: Path, instrument, k, seconds, filters, token, timeout_s) -> dict:
-    request_id = uuid.uuid4().hex[:12]
-    auth = [token] if token else []
-    messages = []
-    if is_loopback(host):
-        messages.append(osc_message(f"{PREFIX}/query/file", *auth, request_id, str(mix.absolute()), instrument, k,
-                                    "seconds", float(seconds), *_filter_pairs(filters)))
-    else:
-        samples, _ = audio.load(mix)
-        pcm = samples[-int(seconds * audio.SAMPLE_RATE):].astype("<f4").tobytes()
-        chunks = [pcm[i : i + MAX_CHUNK_BYTES] for i in range(0, len(pcm), MAX_CHUNK_BYTES)]
-        messages.append(osc_message(f"{PREFIX}/stream/begin", *auth, request_id, audio.SAMPLE_RATE, 1, "float32",
-                                    instrument, k, *_filter_pairs(filters)))
-        messages += [osc_message(f"{PREFIX}/stream/chunk", *auth, request_id, seq, chunk)
-                     for seq, chunk in enumerate(chunks)]
-        messages.append(osc_message(f"{PREFIX}/stream/end", *auth, request_id, len(chunks)))
+def _query_osc(host, port, mix: Path, instrument, k, seconds, filters, token, timeout_s, stream: bool) -> dict:
+    request_id = os.urandom(6).hex()
+    datagrams = osc_requests(request_id, mix, instrument, k, seconds, filters, token, stream)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout_s)
-        for i, datagram in enumerate(messages):
+        for i, datagram in enumerate(datagrams):
             sock.sendto(datagram, (host, port))
             if i % 16 == 15:
                 time.sleep(0.002)  # pace the burst: a full receive buffer drops datagrams
@@ -81,36 +103,38 @@ def _query_osc(host, port, mix: Path, instrument, k, seconds, filters, token, ti
             except TimeoutError:
                 raise ServerError("timeout", f"no answer from osc://{host}:{port} within {timeout_s:.0f} s "
                                              "(is `stemserver serve` running?)") from None
-            for timed in OscPacket(data).messages:
-                address, args = timed.message.address, list(timed.message.params)
+            try:
+                replies = parse_datagram(data)
+            except ProtocolError:
+                continue  # not our server's: anyone can send to this port
+            for address, args in replies:
                 if not args or args[0] != request_id:
                     continue
                 if address == f"{PREFIX}/error":
                     raise ServerError(args[1], args[2])
                 if address == f"{PREFIX}/result":
-                    match = dict(zip(RESULT_FIELDS, args[1:]))
-                    match["loop"] = bool(match["loop"])
-                    matches.append(match)
+                    matches.append(match_from_result(args[1:]))
                 elif address == f"{PREFIX}/done":
-                    return {"id": request_id, "instrument": instrument, "matches": matches,
-                            "timings_ms": {"total": args[2]}}
+                    return result_message(request_id, {"instrument": instrument, "matches": matches,
+                                                       "timings_ms": {"total": args[2]}})
 
 
-async def _query_ws(url, mix: Path, instrument, k, seconds, filters, token, timeout_s) -> dict:
+def _query_ws(url, mix: Path, instrument, k, seconds, filters, token, timeout_s) -> dict:
+    import asyncio  # 30 ms of start-up that the OSC path does not need
+
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus, WebSocketException
 
-    samples, _ = audio.load(mix)
-    samples = samples[-int(seconds * audio.SAMPLE_RATE):]
-    request_id = uuid.uuid4().hex[:12]
+    rate, pcm = _mix_pcm(mix, seconds)
+    request_id = os.urandom(6).hex()
     header = {"type": "query", "id": request_id, "instrument": instrument, "k": k, "seconds": seconds,
-              "filters": filters, "sample_rate": audio.SAMPLE_RATE, "channels": 1, "format": "float32"}
+              "filters": filters, "sample_rate": rate, "channels": 1, "format": "float32"}
     headers = {"Authorization": f"Bearer {token}"} if token else None
 
     async def exchange() -> dict:
         async with connect(url, additional_headers=headers, max_size=None, compression=None) as connection:
             await connection.send(json.dumps(header))
-            await connection.send(np.asarray(samples, "<f4").tobytes())
+            await connection.send(pcm)
             while True:
                 reply = json.loads(await connection.recv())
                 if reply.get("id") != request_id:
@@ -120,7 +144,7 @@ async def _query_ws(url, mix: Path, instrument, k, seconds, filters, token, time
                 return reply
 
     try:
-        return await asyncio.wait_for(exchange(), timeout_s)
+        return asyncio.run(asyncio.wait_for(exchange(), timeout_s))
     except (TimeoutError, asyncio.TimeoutError):
         raise ServerError("timeout", f"no answer from {url} within {timeout_s:.0f} s") from None
     except InvalidStatus as e:

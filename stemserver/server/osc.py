@@ -1,9 +1,10 @@
 """OSC over UDP: the front end for Max, REAPER, and anything that speaks OSC.
 
-Every datagram is parsed here (python-osc's parser and builder, our own asyncio protocol, so
-that a malformed datagram gets an error reply instead of vanishing). Replies go to the sender's
-address, or to the port a client registered with /stemserver/register. Every reply datagram stays
-under 8 KB: results are sent one message per stem, then a done message.
+Every datagram is parsed here (stemserver.server.messages checks bundles, then python-osc parses;
+our own asyncio protocol, so that a malformed datagram gets an error reply instead of vanishing or
+hanging the server). Replies go to the sender's address, or to the port a client registered with
+/stemserver/register. Every reply datagram stays under 8 KB: results are sent one message per stem,
+then a done message.
 """
 
 from __future__ import annotations
@@ -12,38 +13,21 @@ import asyncio
 import logging
 
 import numpy as np
-from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket, ParseError
 
+from stemserver.server.messages import PREFIX, osc_message, parse_datagram, result_replies
 from stemserver.server.protocol import (
     MAX_CHUNK_BYTES,
     ProtocolError,
+    check_request_id,
     checked_audio_path,
-    error_from_exception,
+    log_failure,
     query_options,
 )
 from stemserver.server.service import AudioSource, Service
 from stemserver.server.uploads import Uploads
 
 log = logging.getLogger("stemserver.server")
-PREFIX = "/stemserver"
 MAX_REPLY_BYTES = 8192
-
-
-def osc_message(address: str, *args) -> bytes:
-    builder = OscMessageBuilder(address)
-    for arg in args:
-        if isinstance(arg, bool):
-            builder.add_arg(int(arg), "i")
-        elif isinstance(arg, int):
-            builder.add_arg(arg, "i" if -(2**31) <= arg < 2**31 else "h")
-        elif isinstance(arg, float):
-            builder.add_arg(arg, "f")
-        elif isinstance(arg, bytes):
-            builder.add_arg(arg, "b")
-        else:
-            builder.add_arg(str(arg), "s")
-    return builder.build().dgram
 
 
 def _options_from_pairs(instrument, k, pairs: list, seconds: float = 8.0):
@@ -93,18 +77,23 @@ class OscServer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, sender) -> None:
         try:
-            messages = [timed.message for timed in OscPacket(data).messages]
-        except (ParseError, Exception) as e:  # python-osc raises assorted errors on garbage
-            log.warning("%s: unparseable datagram of %d bytes (%s)", sender, len(data), type(e).__name__)
-            self.send(sender, f"{PREFIX}/error", "", "bad_request", "not an OSC message")
+            messages = parse_datagram(data)
+        except ProtocolError as e:
+            log.warning("%s: unparseable datagram of %d bytes (%s)", sender, len(data), e.message)
+            self.send(sender, f"{PREFIX}/error", "", e.code, e.message)
             return
-        for message in messages:
-            self._dispatch(message.address, list(message.params), sender)
+        for address, args in messages:
+            self._dispatch(address, args, sender)
 
     def _dispatch(self, address: str, args: list, sender) -> None:
         request_id = args[1 if self.token else 0] if len(args) > (1 if self.token else 0) else ""
         if not isinstance(request_id, (str, int)):
             request_id = ""
+        try:
+            check_request_id(request_id)
+        except ProtocolError as e:
+            self._fail(sender, "", e)  # an id that long would not fit the reply that carries it back
+            return
         try:
             if self.token is not None:
                 if not args or args[0] != self.token:
@@ -128,8 +117,7 @@ class OscServer(asyncio.DatagramProtocol):
             self._fail(sender, request_id, e)
 
     def _fail(self, sender, request_id, error: Exception) -> None:
-        error = error_from_exception(error)
-        log.warning("%s: request %r: %s: %s", sender, request_id, error.code, error.message)
+        error = log_failure(sender, request_id, error)
         self.send(sender, f"{PREFIX}/error", request_id, error.code, error.message[:4000])
 
     def send(self, client, address: str, *args) -> None:
@@ -138,6 +126,8 @@ class OscServer(asyncio.DatagramProtocol):
         host, port = client[0], self.reply_ports.get(client, client[1])
         datagram = osc_message(address, *args)
         if len(datagram) > MAX_REPLY_BYTES:  # never send what a macOS client would drop
+            log.error("%s: a %s reply of %d bytes is over %d; sent an internal error instead", client, address,
+                      len(datagram), MAX_REPLY_BYTES)
             datagram = osc_message(f"{PREFIX}/error", args[0] if args else "", "internal", "reply too large")
         self.transport.sendto(datagram, (host, port))
 
@@ -237,7 +227,5 @@ class OscServer(asyncio.DatagramProtocol):
 
     async def _answer(self, sender, request_id, source: AudioSource, options) -> None:
         result = await self.service.query(source, options)
-        for m in result["matches"]:
-            self.send(sender, f"{PREFIX}/result", request_id, m["rank"], m["path"], m["score"], m["offset_s"],
-                      m["offset_at_end_s"], m["alignment_score"], m["duration_s"], m["label"], int(m["loop"]))
-        self.send(sender, f"{PREFIX}/done", request_id, len(result["matches"]), result["timings_ms"]["total"])
+        for address, args in result_replies(request_id, result):
+            self.send(sender, address, *args)

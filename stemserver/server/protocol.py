@@ -8,14 +8,18 @@ back is built here from engine results. Any problem is a `ProtocolError` with a 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import logging
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
+from stemserver.errors import AudioError, CheckpointError, LibraryError, StemserverError, UnknownLabelError
+from stemserver.selection import AUDIO_EXTENSIONS, Filters
 
-from stemserver.errors import AudioError, CheckpointError, StemserverError, UnknownLabelError
-from stemserver.index import Filters
-from stemserver.library import AUDIO_EXTENSIONS, LibraryError
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger("stemserver.server")
 
 PROTOCOL_VERSION = 1
 MAX_K = 100
@@ -23,7 +27,15 @@ MAX_UPLOAD_SECONDS = 30.0
 MAX_UPLOAD_RATE = 192_000
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_CHUNK_BYTES = 8192  # macOS drops UDP datagrams over 9216 bytes; a chunk and its header fit
-SAMPLE_FORMATS = {"int16": np.dtype("<i2"), "float32": np.dtype("<f4")}
+MAX_ID_CHARS = 128  # a request id comes back in every reply, which must fit one datagram
+
+
+class SampleFormat(NamedTuple):
+    dtype: str  # numpy's name for it; numpy itself is imported only to decode (the client never does)
+    itemsize: int
+
+
+SAMPLE_FORMATS = {"int16": SampleFormat("<i2", 2), "float32": SampleFormat("<f4", 4)}
 # The order of a result's fields in an OSC /stemserver/result message (after the request id).
 RESULT_FIELDS = ("rank", "path", "score", "offset_s", "offset_at_end_s", "alignment_score", "duration_s", "label",
                  "loop")
@@ -82,8 +94,23 @@ def error_from_exception(error: BaseException) -> ProtocolError:
     return ProtocolError("internal", f"unexpected error ({type(error).__name__}); see the server log")
 
 
-@dataclass(frozen=True)
-class QueryOptions:
+def log_failure(client, request_id, error: BaseException) -> ProtocolError:
+    """Log a failed request once, with the client's address (an unexpected error with its traceback, so that it
+    can be fixed), and return the typed error to reply with."""
+    reply = error_from_exception(error)
+    unexpected = reply is not error and reply.code == "internal"
+    log.log(logging.ERROR if unexpected else logging.WARNING, "%s: request %r: %s: %s", client, request_id,
+            reply.code, reply.message, exc_info=error if unexpected else None)
+    return reply
+
+
+def check_request_id(value) -> None:
+    """A request id as the client sent it, if short enough to come back in every reply."""
+    if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+        raise ProtocolError("bad_request", f"request ids are at most {MAX_ID_CHARS} characters, got {len(value)}")
+
+
+class QueryOptions(NamedTuple):
     instrument: str
     k: int = 10
     seconds: float = 8.0
@@ -94,11 +121,21 @@ def query_options(instrument, k=10, seconds=8.0, filters: dict | None = None) ->
     """Validate the parts of a query both protocols share."""
     if not isinstance(instrument, str) or not instrument.strip():
         raise ProtocolError("bad_request", "instrument must be a non-empty string, e.g. 'bass'")
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or int(k) != k or not 1 <= k <= MAX_K:
-        raise ProtocolError("bad_request", f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 2.0 <= seconds <= MAX_UPLOAD_SECONDS:
-        raise ProtocolError("bad_request", f"seconds must be from 2 to {MAX_UPLOAD_SECONDS:.0f}, got {seconds!r}")
+    if not _is_number(k) or not 1 <= k <= MAX_K or k != int(k):  # the range check first: int() of NaN/Inf raises
+        raise ProtocolError("bad_request", f"k must be a whole number from 1 to {MAX_K}, got {_shown(k)}")
+    if not _is_number(seconds) or not 2.0 <= seconds <= MAX_UPLOAD_SECONDS:
+        raise ProtocolError("bad_request", f"seconds must be from 2 to {MAX_UPLOAD_SECONDS:.0f}, got {_shown(seconds)}")
     return QueryOptions(instrument.strip(), int(k), float(seconds), parse_filters(filters or {}))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value) -> str:
+    """A client's value in a message: in full when short (a reply must fit one datagram)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 _FILTER_KEYS = {"folder": str, "label": str, "min_duration": (int, float), "max_duration": (int, float),
@@ -112,7 +149,9 @@ def parse_filters(raw: dict) -> Filters:
         if key not in _FILTER_KEYS:
             raise ProtocolError("bad_request", f"unknown filter {key!r}; known: {', '.join(_FILTER_KEYS)}")
         if isinstance(value, bool) or not isinstance(value, _FILTER_KEYS[key]):
-            raise ProtocolError("bad_request", f"filter {key} has the wrong type: {value!r}")
+            raise ProtocolError("bad_request", f"filter {key} has the wrong type: {_shown(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProtocolError("bad_request", f"filter {key} must be a finite number, got {value!r}")
     exclude = raw.get("exclude", ())
     exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
     if not all(isinstance(p, str) for p in exclude):
@@ -134,8 +173,10 @@ def check_pcm_format(sample_rate, channels, sample_format) -> None:
 
 def pcm_to_samples(data: bytes, sample_rate, channels, sample_format) -> np.ndarray:
     """Little-endian interleaved PCM -> float32 (frames, channels), validated."""
+    import numpy as np  # here, not at the top: the client imports this module, and must start fast
+
     check_pcm_format(sample_rate, channels, sample_format)
-    dtype = SAMPLE_FORMATS[sample_format]
+    dtype = np.dtype(SAMPLE_FORMATS[sample_format].dtype)
     frame_bytes = dtype.itemsize * channels
     if len(data) == 0 or len(data) % frame_bytes:
         raise ProtocolError("bad_audio", f"{len(data)} bytes of audio is not a whole number of "
@@ -152,8 +193,8 @@ def pcm_to_samples(data: bytes, sample_rate, channels, sample_format) -> np.ndar
 
 def checked_audio_path(path) -> Path:
     """A file-path query's path, if it is a regular audio file under the size limit."""
-    if not isinstance(path, str) or not path:
-        raise ProtocolError("bad_request", "path must be a non-empty string")
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise ProtocolError("bad_request", "path must be a non-empty string without NUL characters")
     file = Path(path).expanduser()
     if not file.is_absolute():
         raise ProtocolError("bad_file", f"{path}: give an absolute path (the server's working folder is not yours)")

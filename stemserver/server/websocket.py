@@ -18,11 +18,12 @@ from http import HTTPStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from stemserver.server.messages import result_message
 from stemserver.server.protocol import (
     MAX_UPLOAD_SECONDS,
     ProtocolError,
     checked_audio_path,
-    error_from_exception,
+    log_failure,
     pcm_to_samples,
     query_options,
 )
@@ -165,14 +166,13 @@ class WebSocketServer:
 
     async def _query(self, connection, request_id, source: AudioSource, options) -> None:
         result = await self.service.query(source, options)
-        await self._send(connection, {"type": "result", "id": request_id, **result})
+        await self._send(connection, result_message(request_id, result))
 
     async def _reload(self, connection, request_id) -> None:
         await self._send(connection, {"type": "reloaded", "id": request_id, **await self.service.reload()})
 
     async def _fail(self, connection, request_id, error: Exception) -> None:
-        error = error_from_exception(error)
-        log.warning("%s: request %r: %s: %s", connection.remote_address, request_id, error.code, error.message)
+        error = log_failure(connection.remote_address, request_id, error)
         await self._send(connection, {"type": "error", "id": request_id, "code": error.code,
                                       "message": error.message})
 

@@ -1,0 +1,90 @@
+"""Messages as they travel between the server and its clients, built, checked and read here by both sides:
+OSC datagrams (and the argument order of every reply) and the WebSocket result. The server that writes a
+reply and the client that reads it share these functions, so they cannot disagree.
+
+Imports neither torch nor numpy: the client that the REAPER scripts spawn on every "Find" imports it.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+
+from stemserver.server.protocol import RESULT_FIELDS, ProtocolError
+
+PREFIX = "/stemserver"
+BUNDLE_PREFIX = b"#bundle\0"
+MAX_BUNDLE_DEPTH = 4  # liblo and Max nest one or two deep; deeper is only ever a probe
+
+
+def osc_message(address: str, *args) -> bytes:
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        if isinstance(arg, bool):
+            builder.add_arg(int(arg), "i")
+        elif isinstance(arg, int):
+            builder.add_arg(arg, "i" if -(2**31) <= arg < 2**31 else "h")
+        elif isinstance(arg, float):
+            builder.add_arg(arg, "f")
+        elif isinstance(arg, bytes):
+            builder.add_arg(arg, "b")
+        else:
+            builder.add_arg(str(arg), "s")
+    return builder.build().dgram
+
+
+def parse_datagram(data: bytes) -> list[tuple[str, list]]:
+    """The (address, arguments) of every message in an OSC datagram, a message or a bundle of them.
+    Raises ProtocolError on anything else."""
+    check_bundles(data)
+    try:
+        messages = OscPacket(data).messages
+    except Exception as e:  # python-osc raises assorted errors on garbage
+        raise ProtocolError("bad_request", f"not an OSC message ({type(e).__name__})") from None
+    return [(timed.message.address, list(timed.message.params)) for timed in messages]
+
+
+def check_bundles(data: bytes, depth: int = 0) -> None:
+    """Refuse bundles that python-osc cannot be trusted with: its parser (1.10.2) loops forever on an element
+    size that is negative, and silently skips elements that are neither a message nor a bundle."""
+    if not data.startswith(BUNDLE_PREFIX):
+        return
+    if depth >= MAX_BUNDLE_DEPTH:
+        raise ProtocolError("bad_request", f"bundles nested more than {MAX_BUNDLE_DEPTH} deep")
+    index = len(BUNDLE_PREFIX) + 8  # the time tag
+    if index >= len(data):
+        raise ProtocolError("bad_request", "a bundle without any element")
+    while index < len(data):
+        if index + 4 > len(data):
+            raise ProtocolError("bad_request", "a bundle element's size is cut off")
+        (size,) = struct.unpack_from(">i", data, index)
+        index += 4
+        if size <= 0 or size % 4 or index + size > len(data):
+            raise ProtocolError("bad_request", f"a bundle element of {size} bytes (sizes are positive multiples "
+                                               f"of 4 within the datagram)")
+        element = data[index : index + size]
+        if not element.startswith((b"/", BUNDLE_PREFIX)):
+            raise ProtocolError("bad_request", "a bundle element that is neither a message nor a bundle")
+        check_bundles(element, depth + 1)
+        index += size
+
+
+def result_replies(request_id, result: dict) -> list[tuple[str, list]]:
+    """The OSC replies to an answered query: one /result per match, best first, then /done."""
+    replies = [(f"{PREFIX}/result", [request_id, *(match[field] for field in RESULT_FIELDS)])
+               for match in result["matches"]]
+    return replies + [(f"{PREFIX}/done", [request_id, len(result["matches"]), result["timings_ms"]["total"]])]
+
+
+def match_from_result(args: list) -> dict:
+    """A /stemserver/result's arguments after the id, as the match of a WebSocket result."""
+    match = dict(zip(RESULT_FIELDS, args))
+    match["loop"] = bool(match["loop"])
+    return match
+
+
+def result_message(request_id, result: dict) -> dict:
+    """The WebSocket reply to an answered query (and what `stemserver query --server --json` prints)."""
+    return {"type": "result", "id": request_id, **result}
