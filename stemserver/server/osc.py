@@ -137,9 +137,8 @@ class OscServer(asyncio.DatagramProtocol):
 
     def drop_uploads(self, error: ProtocolError) -> None:
         """Drop every upload in progress, telling its client why (at shutdown)."""
-        for client, request_id in list(self.uploads.pending):
+        for client, request_id in self.uploads.drop_all():
             self._fail(client, request_id, error)
-        self.uploads.pending.clear()
 
     # -- handlers: args exclude the token; they raise ProtocolError on bad arguments ----------
 

@@ -116,6 +116,13 @@ class Uploads:
             self._drop(key)
         return stale
 
+    def drop_all(self) -> list[tuple]:
+        """Drop every upload in progress (at shutdown); returns their (client, request id) keys."""
+        keys = list(self.pending)
+        for key in keys:
+            self._drop(key)
+        return keys
+
     def _drop(self, key: tuple) -> None:
         upload = self.pending.pop(key, None)
         if upload is not None:
