@@ -20,9 +20,9 @@ M.SECTION = "stemserver"  -- ExtState section of the settings, and project ExtSt
 M.STATE_KEY = "last_query"
 M.TITLE = "stemserver"
 
--- The server answers for the LAST 8 s of the audio it gets (docs/protocol.md: the query window;
--- an OSC file query cannot ask for another length). So we render exactly that window, the last
--- 8 s of the time selection, and the offsets it returns refer to the start of what we rendered.
+-- The server answers for the LAST 8 s of the audio it gets (docs/protocol.md: the query window,
+-- the default "seconds"). So we render exactly that window, the last 8 s of the time selection,
+-- and the offsets it returns refer to the start of what we rendered.
 M.QUERY_SECONDS = 8
 M.MIN_SECONDS = 2  -- the server refuses less than 2 s of audio
 

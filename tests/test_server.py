@@ -359,6 +359,13 @@ def test_deeply_nested_json_is_bad_json(server):
         assert json.loads(ws.recv(timeout=30))["type"] == "pong"
 
 
+def test_an_integer_too_long_to_parse_is_bad_json(server):
+    with connect(server.ws) as ws:  # Python refuses to parse integers of over 4300 digits (a ValueError)
+        ws.send('{"type": "ping", "id": ' + "9" * 5000 + "}")
+        reply = json.loads(ws.recv(timeout=30))
+        assert reply["type"] == "error" and reply["code"] == "bad_json", reply
+
+
 def test_a_query_followed_by_a_text_frame_is_answered_then_the_text_handled(server):
     with connect(server.ws) as ws:
         ws.send(json.dumps({"type": "query", "id": "q", "instrument": "bass", "k": 1, "sample_rate": 16000,

@@ -192,7 +192,7 @@ def _options(message: dict):
 def _parse_json(text: str | bytes) -> dict:
     try:
         message = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, and an integer of over 4300 digits
         raise ProtocolError("bad_json", f"not JSON: {e}") from None
     except RecursionError:
         raise ProtocolError("bad_json", TOO_DEEP) from None
