@@ -60,7 +60,8 @@ PING = osc_message("/stemserver/ping", "in-bundle")
     BUNDLE_PREFIX + TIME_TAG,  # no element
     bundle(b"abcd"),  # neither a message nor a bundle (python-osc skipped it silently)
     bundle(bundle(bundle(bundle(bundle(PING))))),  # nested 5 deep
-], ids=["negative", "zero", "too-large", "unaligned", "cut-off", "empty", "not-a-message", "too-deep"])
+    bundle(*[PING] * 40, bundle(*[PING] * 40)),  # 80 pings: one datagram must not buy 80 replies
+], ids=["negative", "zero", "too-large", "unaligned", "cut-off", "empty", "not-a-message", "too-deep", "too-many"])
 def test_bad_bundles_get_bad_request_and_the_server_keeps_answering(osc, datagram):
     osc.send_raw(datagram)
     address, args = osc.receive()

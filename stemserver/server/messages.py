@@ -17,6 +17,7 @@ from stemserver.server.protocol import RESULT_FIELDS, ProtocolError
 PREFIX = "/stemserver"
 BUNDLE_PREFIX = b"#bundle\0"
 MAX_BUNDLE_DEPTH = 4  # liblo and Max nest one or two deep; deeper is only ever a probe
+MAX_BUNDLE_MESSAGES = 64  # one small datagram must not make the server send thousands of replies
 
 
 def osc_message(address: str, *args) -> bytes:
@@ -38,7 +39,8 @@ def osc_message(address: str, *args) -> bytes:
 def parse_datagram(data: bytes) -> list[tuple[str, list]]:
     """The (address, arguments) of every message in an OSC datagram, a message or a bundle of them.
     Raises ProtocolError on anything else."""
-    check_bundles(data)
+    if check_bundles(data) > MAX_BUNDLE_MESSAGES:
+        raise ProtocolError("bad_request", f"a bundle of more than {MAX_BUNDLE_MESSAGES} messages")
     try:
         messages = OscPacket(data).messages
     except Exception as e:  # python-osc raises assorted errors on garbage
@@ -46,11 +48,13 @@ def parse_datagram(data: bytes) -> list[tuple[str, list]]:
     return [(timed.message.address, list(timed.message.params)) for timed in messages]
 
 
-def check_bundles(data: bytes, depth: int = 0) -> None:
+def check_bundles(data: bytes, depth: int = 0) -> int:
     """Refuse bundles that python-osc cannot be trusted with: its parser (1.10.2) loops forever on an element
-    size that is negative, and silently skips elements that are neither a message nor a bundle."""
+    size that is negative, and silently skips elements that are neither a message nor a bundle. Returns the
+    number of messages the datagram holds."""
     if not data.startswith(BUNDLE_PREFIX):
-        return
+        return 1
+    messages = 0
     if depth >= MAX_BUNDLE_DEPTH:
         raise ProtocolError("bad_request", f"bundles nested more than {MAX_BUNDLE_DEPTH} deep")
     index = len(BUNDLE_PREFIX) + 8  # the time tag
@@ -67,8 +71,9 @@ def check_bundles(data: bytes, depth: int = 0) -> None:
         element = data[index : index + size]
         if not element.startswith((b"/", BUNDLE_PREFIX)):
             raise ProtocolError("bad_request", "a bundle element that is neither a message nor a bundle")
-        check_bundles(element, depth + 1)
+        messages += check_bundles(element, depth + 1)
         index += size
+    return messages
 
 
 def result_replies(request_id, result: dict) -> list[tuple[str, list]]:
