@@ -136,7 +136,7 @@ def test_missing_library_and_verify_problems(tmp_path: Path, sample_folder: Path
         record = library.files()[0]
         library.embedding_path(record.sha256).unlink()
         problems = library.verify()
-        assert len(problems) == 1 and "missing or damaged" in problems[0]
+        assert len(problems) == 1 and "missing or unreadable" in problems[0] and "library repair" in problems[0]
 
 
 def test_window_starts_cover_every_column():
