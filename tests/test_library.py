@@ -235,3 +235,34 @@ def test_long_stems_with_many_windows_still_fill_the_top_k(indexed_library: Libr
     query = indexed_library.load_columns(next(r for r in indexed_library.files() if r.columns == 1125))
     hits = index.search(mean_vector(query[500:550]), k=4, over_fetch=1)
     assert len(hits) == 4 and len({h.file.id for h in hits}) == 4
+
+
+@pytest.fixture
+def linked_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A root with a symlink to a folder outside it, one to a folder inside it, and a loop."""
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "Bass").mkdir(parents=True)
+    outside.mkdir()
+    soundfile.write(root / "Bass" / "inside.wav", tone(55.0, 1.0, 16_000), 16_000)
+    soundfile.write(outside / "outside.wav", tone(110.0, 1.0, 16_000), 16_000)
+    os.symlink(outside, root / "link out")
+    os.symlink(root / "Bass", root / "link in")
+    os.symlink(root, root / "Bass" / "loop")
+    return root, outside
+
+
+def test_directory_symlinks_are_followed_only_inside_the_roots(linked_folders):
+    root, outside = linked_folders
+    assert [p.name for p in find_audio_files([root])] == ["inside.wav"]  # the loop is walked once, not round
+    followed = sorted(p.name for p in find_audio_files([root], follow_symlinks=True))
+    assert followed == ["inside.wav", "outside.wav"]
+    assert sorted(p.name for p in find_audio_files([root, outside])) == ["inside.wav", "outside.wav"]
+
+
+def test_a_symlink_to_the_whole_machine_is_not_walked(tmp_path: Path):
+    """What `stemserver index /proc` did through /proc/<pid>/cwd: a link to / walked everything."""
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("/", root / "cwd")
+    soundfile.write(root / "mine.wav", tone(55.0, 1.0, 16_000), 16_000)
+    assert [p.name for p in find_audio_files([root])] == ["mine.wav"]
