@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 _HEADER_INTS = 3  # n_descendants, children[2]
+_CHUNK = 1 << 16  # nodes checked at a time
 
 
 def annoy_file_problem(path: Path, items: int, dim: int, thorough: bool = False) -> str | None:
@@ -33,29 +34,42 @@ def annoy_file_problem(path: Path, items: int, dim: int, thorough: bool = False)
         return f"cannot read {path.name}: {e}"
     if size == 0 or size % (4 * node_ints):
         return f"{path.name} is {size} bytes, not a whole number of {4 * node_ints}-byte nodes (truncated?)"
-    nodes = np.memmap(path, dtype=np.int32, mode="r").reshape(-1, node_ints)
-    if len(nodes) <= items:
-        return f"{path.name} holds {len(nodes)} nodes, fewer than its {items} items and their trees"
-    descendants = np.asarray(nodes[:, 0])
-    if descendants[-1] != items:
-        return f"{path.name} ends with a node of {descendants[-1]} items, not a root of all {items}"
-    if (descendants[:items] != 1).any():
-        return f"{path.name}: item {int(np.argmax(descendants[:items] != 1))} is not stored as an item"
-    tree = np.arange(items, len(nodes))
-    counts = descendants[items:]
-    if ((counts < 1) | (counts > items)).any():
-        return f"{path.name}: a tree node claims an impossible number of items"
-    leaf_capacity = node_ints - 1
-    leaves, splits = tree[counts <= leaf_capacity], tree[counts > leaf_capacity]
-    children = np.asarray(nodes[splits, 1:3])
-    if ((children < 0) | (children >= splits[:, None])).any():
-        return f"{path.name}: a tree node points outside the file or to a later node"
-    slots = np.asarray(nodes[leaves, 1:])
-    used = np.arange(leaf_capacity)[None, :] < descendants[leaves][:, None]
+    nodes = size // (4 * node_ints)
+    if nodes <= items:
+        return f"{path.name} holds {nodes} nodes, fewer than its {items} items and their trees"
+    with open(path, "rb") as f:
+        f.seek(size - 4 * node_ints)
+        if (last := int(np.fromfile(f, np.int32, 1)[0])) != items:
+            return f"{path.name} ends with a node of {last} items, not a root of all {items}"
+        f.seek(0)
+        for start in range(0, nodes, _CHUNK):  # read in blocks: a large index is checked in bounded memory
+            block = np.fromfile(f, np.int32, _CHUNK * node_ints).reshape(-1, node_ints)
+            problem = _block_problem(block, start, items, thorough)
+            if problem:
+                return f"{path.name}: {problem}"
+    return None
+
+
+def _block_problem(block: np.ndarray, start: int, items: int, thorough: bool) -> str | None:
+    """What is wrong with nodes [start, start + len(block)), or None."""
+    index = np.arange(start, start + len(block))
+    counts = block[:, 0]
+    is_item = index < items
+    if (counts[is_item] != 1).any():
+        return f"item {int(index[is_item][np.argmax(counts[is_item] != 1)])} is not stored as an item"
+    leaf_capacity = block.shape[1] - 1
+    tree = ~is_item
+    if ((counts[tree] < 1) | (counts[tree] > items)).any():
+        return "a tree node claims an impossible number of items"
+    split = tree & (counts > leaf_capacity)
+    children = block[split, 1:3]
+    if ((children < 0) | (children >= index[split, None])).any():
+        return "a tree node points outside the file or to a later node"
+    leaf = tree & ~split
+    used = np.arange(leaf_capacity)[None, :] < counts[leaf, None]
+    slots = block[leaf, 1:]
     if ((slots < 0) | (slots >= items))[used].any():
-        return f"{path.name}: a leaf points to an item that does not exist"
-    if thorough:
-        floats = nodes.view(np.float32)
-        if not (np.isfinite(floats[:items, _HEADER_INTS:]).all() and np.isfinite(floats[splits, _HEADER_INTS:]).all()):
-            return f"{path.name} holds NaN or infinite vectors"
+        return "a leaf points to an item that does not exist"
+    if thorough and not np.isfinite(block[is_item | split, _HEADER_INTS:].view(np.float32)).all():
+        return "it holds NaN or infinite vectors"
     return None

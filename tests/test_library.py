@@ -266,3 +266,21 @@ def test_a_symlink_to_the_whole_machine_is_not_walked(tmp_path: Path):
     os.symlink("/", root / "cwd")
     soundfile.write(root / "mine.wav", tone(55.0, 1.0, 16_000), 16_000)
     assert [p.name for p in find_audio_files([root])] == ["mine.wav"]
+
+
+@pytest.mark.parametrize("items", [1, 2, 10, 11, 500])  # one item, leaf roots (<= dim + 2 items), split trees
+def test_the_annoy_file_check_passes_every_index_annoy_writes(tmp_path: Path, items: int):
+    from annoy import AnnoyIndex
+
+    from stemserver.annoy_file import annoy_file_problem
+
+    rng = np.random.default_rng(items)
+    annoy = AnnoyIndex(8, "angular")
+    for i in range(items):
+        annoy.add_item(i, rng.standard_normal(8))
+    annoy.build(50, n_jobs=-1)  # threads allocate nodes concurrently, as build_index does
+    annoy.save(str(tmp_path / "annoy.ann"))
+    annoy.unload()
+    assert annoy_file_problem(tmp_path / "annoy.ann", items, 8, thorough=True) is None
+    assert "not a root" in annoy_file_problem(tmp_path / "annoy.ann", items + 1, 8)  # another item count
+    assert "bytes" in annoy_file_problem(tmp_path / "annoy.ann", items, 9)  # another dimension
