@@ -119,6 +119,23 @@ def test_a_server_refuses_a_damaged_index_at_start(lib: dict):
     assert_refused(served, "annoy.ann", "damaged", "library repair")
 
 
+def test_a_running_engine_refuses_a_damaged_generation_on_reload_and_keeps_its_own(lib: dict):
+    from stemserver.config import Settings, TextSettings
+    from stemserver.engine import Engine
+    from stemserver.index import IndexSettings, build_index
+    from stemserver.library import Library, LibraryError
+
+    engine = Engine(lib["checkpoint"], lib["library"], Settings(device="cpu", threads=1,
+                                                                text=TextSettings(backend="none")))
+    with Library(lib["library"]) as library:
+        build_index(library, IndexSettings(hop_columns=2), progress=False)
+    overwrite_tree_nodes(lib["library"] / "index" / "gen-2" / "annoy.ann")
+    with pytest.raises(LibraryError, match="gen-2 is damaged"):
+        engine.reload()  # in this process: a segfault here would end the test run
+    assert engine.index.info["generation"] == 1
+    assert len(engine.query_file(lib["mix"], "bass", k=3).matches) == 3
+
+
 def test_a_database_with_damaged_pages_is_rebuilt_from_the_index_records(lib: dict):
     database = lib["library"] / "library.sqlite"
     with sqlite3.connect(database) as db:
