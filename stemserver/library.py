@@ -175,6 +175,9 @@ class Library:
     def __init__(self, root: str | Path, create: bool = False):
         self.root = Path(root).expanduser()
         database = self.root / DATABASE
+        if not database.exists() and not create and has_library_data(self.root):
+            raise DamagedLibrary(f"{database} is missing, but the folder holds embeddings or a search index. "
+                                 f"{repair_advice(self.root)}")
         if not database.exists() and not create:
             raise LibraryError(
                 f"no library at {self.root}: build one with `stemserver index FOLDER --library {self.root}`"

@@ -66,10 +66,11 @@ def repair(root: Path, checkpoint_path: Path, settings: Settings, progress: bool
     `checkpoint_path` is the model that embeds damaged files again (it must be the library's)."""
     if not (root / DATABASE).is_file() and not has_library_data(root):
         raise LibraryError(f"no library at {root}: build one with `stemserver index FOLDER --library {root}`")
-    done = []
+    done, damaged_db = [], not (root / DATABASE).is_file()
     try:
-        with Library(root) as library:
-            damaged_db = bool(library.integrity_problems())
+        if not damaged_db:
+            with Library(root) as library:
+                damaged_db = bool(library.integrity_problems())
     except DamagedLibrary:
         damaged_db = True
     if damaged_db:
@@ -103,7 +104,7 @@ def rebuild_database(root: Path) -> str:
     with sqlite3.connect(new) as db:
         db.executescript(SCHEMA)
         db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        db.executemany(f"INSERT INTO files VALUES ({', '.join('?' * len(_TABLES['files']))})", files.values())
+        db.executemany(f"INSERT OR IGNORE INTO files VALUES ({', '.join('?' * len(_TABLES['files']))})", files.values())
         db.executemany(f"INSERT INTO files ({', '.join(_FILE_COLUMNS)}) VALUES ({', '.join('?' * len(_FILE_COLUMNS))})",
                        from_index)
         db.executemany("INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?)", salvaged["failures"])
@@ -115,7 +116,7 @@ def rebuild_database(root: Path) -> str:
     if "checkpoint_sha256" not in meta:
         return (f"rebuilt {DATABASE} empty: nothing in it could be read and no index generation records its files "
                 f"or model; index your folders again (the damaged file is kept as {DATABASE}.damaged)")
-    source = f", {len(from_index)} from index generation {info['generation']}" if info else ""
+    source = f", {len(from_index)} from index generation {info.get('generation', '?')}" if info else ""
     return (f"rebuilt {DATABASE}: {len(files)} file record(s) read from the damaged database{source} "
             f"(the damaged file is kept as {DATABASE}.damaged)")
 

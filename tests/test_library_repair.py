@@ -166,13 +166,16 @@ def test_a_database_that_lost_one_page_keeps_the_rows_of_the_others(lib: dict, t
     assert_repaired(lib, "3 file record(s) read from the damaged database", "rebuilt the search index: generation 1")
 
 
-def test_an_empty_database_file_is_not_an_empty_library(lib: dict):
+@pytest.mark.parametrize("empty", [True, False], ids=["0-bytes", "deleted"])
+def test_an_empty_or_deleted_database_is_not_an_empty_library(lib: dict, empty: bool):
     database = lib["library"] / "library.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
-    database.write_bytes(b"")
-    assert_refused(verify(lib), "library.sqlite holds no library (0 bytes)", "library repair")
-    assert_refused(query(lib), "holds no library")
+    if empty:
+        database.write_bytes(b"")
+    said = "library.sqlite holds no library (0 bytes)" if empty else "library.sqlite is missing"
+    assert_refused(verify(lib), said, "library repair")
+    assert_refused(query(lib), said)
     assert_repaired(lib, "3 from index generation 1")
 
 
