@@ -28,7 +28,15 @@ from tqdm import tqdm
 from stemserver.annoy_file import annoy_file_problem
 from stemserver.embedding import mean_vector
 from stemserver.files import atomic_path
-from stemserver.library import FileRecord, Library, LibraryError, load_columns, repair_advice
+from stemserver.library import (
+    GARBLED,
+    DamagedEmbeddings,
+    FileRecord,
+    Library,
+    LibraryError,
+    load_columns,
+    repair_advice,
+)
 
 WINDOW_COLUMNS = 50  # 8 s of 160 ms columns, the training window
 HOP_COLUMNS = 25  # 4 s
@@ -91,16 +99,24 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
     owners = np.asarray([(record.id, first) for record in records
                          for first in window_starts(record.columns, settings.window_columns, settings.hop_columns)],
                         dtype=np.int64)
-    vectors = np.empty((len(owners), library.load_columns(records[0]).shape[-1]), np.float32)
+    damaged = library.damaged_embeddings(thorough=False)  # headers and shapes; the values are checked below
+    sound = [record for record in records if record.path not in damaged]
+    if not sound:
+        raise DamagedEmbeddings(damaged, library.root)
+    vectors = np.empty((len(owners), library.load_columns(sound[0]).shape[-1]), np.float32)
     row = 0
     for record in tqdm(records, desc="window vectors", unit="file", disable=not progress or None):
-        columns = library.load_columns(record)
-        for first in window_starts(record.columns, settings.window_columns, settings.hop_columns):
-            vectors[row] = mean_vector(columns[first : first + settings.window_columns])
-            if not np.isfinite(vectors[row]).all():
-                raise LibraryError(f"the embedding of {record.path} holds NaN or infinite values. "
-                                   f"{repair_advice(library.root)}")
-            row += 1
+        starts = window_starts(record.columns, settings.window_columns, settings.hop_columns)
+        if record.path not in damaged:
+            columns = library.load_columns(record)
+            with np.errstate(invalid="ignore", over="ignore"):  # garbled values are found just below
+                for i, first in enumerate(starts):
+                    vectors[row + i] = mean_vector(columns[first : first + settings.window_columns])
+            if not np.isfinite(vectors[row : row + len(starts)]).all():  # a NaN anywhere reaches some window's mean
+                damaged[record.path] = GARBLED
+        row += len(starts)
+    if damaged:
+        raise DamagedEmbeddings(damaged, library.root)
     index_root = library.root / "index"
     try:
         previous = read_current(index_root)

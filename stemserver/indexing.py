@@ -16,7 +16,7 @@ from stemserver.config import Settings
 from stemserver.embedding import stem_embedder
 from stemserver.files import sha256_file
 from stemserver.index import IndexSettings, build_index
-from stemserver.library import Library, ScanReport
+from stemserver.library import DamagedEmbeddings, Library, ScanReport
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,14 @@ class IndexOptions:
 
 
 def scan_into(library: Library, paths: Sequence[Path], checkpoint_path: Path, settings: Settings,
-              options: IndexOptions = IndexOptions(), progress: bool = True) -> tuple[ScanReport, float]:
-    """Embed the new, changed and damaged files of `paths` into the library with the checkpoint's
-    model; returns the scan report and the model's seconds per column."""
+              options: IndexOptions = IndexOptions(), progress: bool = True,
+              damaged: dict[str, str] | None = None) -> tuple[ScanReport, float]:
+    """Embed the new, changed and damaged files of `paths` (and the `damaged` ones, wherever they
+    are) into the library with the checkpoint's model; returns the report and the seconds per column."""
     checkpoint, model, device = load_model(checkpoint_path, settings)
     report = library.scan(paths, stem_embedder(model, device, options.tile_loops), sha256_file(checkpoint_path),
                           checkpoint_path.name, checkpoint.config.front_end.sample_rate, settings.max_audio_seconds,
-                          progress=progress, follow_symlinks=options.follow_symlinks)
+                          progress=progress, follow_symlinks=options.follow_symlinks, damaged=damaged)
     return report, checkpoint.config.seconds_per_column
 
 
@@ -48,5 +49,10 @@ def index_folders(paths: Sequence[Path], library_dir: Path, checkpoint_path: Pat
         report, seconds_per_column = scan_into(library, paths, checkpoint_path, settings, options, progress)
         index_settings = IndexSettings(hop_columns=max(1, round(options.hop_s / seconds_per_column)),
                                        n_trees=options.n_trees, pca_dim=options.pca_dim)
-        info = build_index(library, index_settings, progress=progress) if library.files() else None
+        try:
+            info = build_index(library, index_settings, progress=progress) if library.files() else None
+        except DamagedEmbeddings as e:  # garbled values show when read whole, as the build does: embed those again
+            again, _ = scan_into(library, [], checkpoint_path, settings, options, progress, damaged=e.damaged)
+            report.count_embedded_again(again)
+            info = build_index(library, index_settings, progress=progress) if library.files() else None
     return {**report.to_dict(), "library": str(library_dir), "index": info}

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stemserver import audio
-from stemserver.errors import StemserverError
+from stemserver.errors import AudioError, StemserverError
 from stemserver.files import atomic_path, sha256_file
 
 SCHEMA_VERSION = 1
@@ -69,6 +69,16 @@ class DamagedLibrary(LibraryError):
     """The library's database is unreadable or holds no library: `stemserver library repair` rebuilds it."""
 
 
+class DamagedEmbeddings(LibraryError):
+    """Embeddings found damaged while reading them: `damaged` maps each file's path to why."""
+
+    def __init__(self, damaged: dict[str, str], root: Path):
+        self.damaged = damaged
+        path, why = next(iter(damaged.items()))
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        super().__init__(f"{path}: {why}{more}. {repair_advice(root)}")
+
+
 @dataclass(frozen=True)
 class FileRecord:
     id: int
@@ -98,6 +108,14 @@ class ScanReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def count_embedded_again(self, again: ScanReport) -> None:
+        """Add a second scan that embedded again files this one counted unchanged (their audio was)."""
+        self.damaged += again.damaged
+        self.added += again.added
+        self.unchanged -= again.added
+        self.audio_seconds += again.audio_seconds
+        self.elapsed_s += again.elapsed_s
+
 
 def embedding_path(root: Path, sha256: str) -> Path:
     return root / "embeddings" / sha256[:2] / f"{sha256}.npy"
@@ -111,6 +129,9 @@ def load_columns(root: Path, record: FileRecord) -> np.ndarray:
     except (OSError, ValueError) as e:
         raise LibraryError(f"the embedding of {record.path} ({path}) is missing or damaged: "
                            f"run `stemserver library repair --library {root}` (it embeds the file again)") from e
+
+
+GARBLED = "its embedding holds NaN or infinite values (garbled on disk)"
 
 
 def repair_advice(root: Path) -> str:
@@ -292,9 +313,10 @@ class Library:
         if not self._one("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha256,)):
             self.embedding_path(sha256).unlink(missing_ok=True)
 
-    def damaged_embeddings(self) -> dict[str, str]:
-        """Path -> why, for the files whose embedding is missing, unreadable, garbled (not finite),
-        or not the shape its row and the library's other embeddings have."""
+    def damaged_embeddings(self, thorough: bool = True) -> dict[str, str]:
+        """Path -> why, for the files whose embedding is missing, unreadable, or not the shape its row
+        and the library's other embeddings have; with `thorough`, also those garbled (not finite),
+        which reading every value shows (build_index reads them all anyway, and checks them)."""
         damaged, shape = {}, None
         for record in self.files():
             try:
@@ -304,21 +326,19 @@ class Library:
                 continue
             if columns.ndim != 3 or columns.shape[0] != record.columns or shape not in (None, columns.shape[1:]):
                 damaged[record.path] = f"its embedding has shape {columns.shape}, not ({record.columns}, *{shape})"
-            elif not np.isfinite(columns).all():
-                damaged[record.path] = "its embedding holds NaN or infinite values (garbled on disk)"
+            elif thorough and not np.isfinite(columns).all():
+                damaged[record.path] = GARBLED
             else:
                 shape = columns.shape[1:]
         return damaged
 
-    def drop_damaged_embeddings(self) -> dict[str, str]:
-        """Forget the files whose embedding is damaged (so that a scan embeds them again) and delete
-        those embeddings; returns them as `damaged_embeddings` does."""
-        damaged = self.damaged_embeddings()
-        for path in damaged:
+    def forget_embeddings(self, paths: Iterable[str]) -> None:
+        """Forget these files and delete their (damaged) embeddings, so that a scan embeds them again."""
+        for path in paths:
             row = self._one("SELECT sha256 FROM files WHERE path = ?", (path,))
-            self._sql("DELETE FROM files WHERE path = ?", (path,))
-            self.embedding_path(row[0]).unlink(missing_ok=True)
-        return damaged
+            if row:
+                self._sql("DELETE FROM files WHERE path = ?", (path,))
+                self.embedding_path(row[0]).unlink(missing_ok=True)
 
     def integrity_problems(self) -> list[str]:
         """What SQLite's own check finds wrong in the database file (nothing when it is sound)."""
@@ -351,20 +371,24 @@ class Library:
         max_duration_s: float = audio.MAX_DURATION_S,
         progress: bool = True,
         follow_symlinks: bool = False,
+        damaged: dict[str, str] | None = None,
     ) -> ScanReport:
         """Bring the library up to date with the audio files under `roots`.
 
         `embed` maps mono samples at `sample_rate` to the (columns, rows, d) representation.
         Unreadable files are recorded (and reported) instead of stopping the scan; they are
         retried when they change. Files whose embedding is damaged are embedded again, wherever
-        they are; directory symlinks are followed as `find_audio_files` says.
+        they are: those `damaged` names (found by reading them whole) and those whose header or
+        shape is wrong. Directory symlinks are followed as `find_audio_files` says.
         """
         self.check_model(fingerprint)
         self.set_meta("checkpoint_sha256", fingerprint)
         self.set_meta("checkpoint_name", checkpoint_name)
         roots = [Path(r).expanduser().absolute() for r in roots]
         report, start = ScanReport(), time.perf_counter()
-        report.damaged = [{"path": path, "error": why} for path, why in self.drop_damaged_embeddings().items()]
+        damaged = {**self.damaged_embeddings(thorough=False), **(damaged or {})}
+        self.forget_embeddings(damaged)
+        report.damaged = [{"path": path, "error": why} for path, why in damaged.items()]
         on_disk = list(find_audio_files(roots, follow_symlinks))
         on_disk += sorted({Path(d["path"]) for d in report.damaged if Path(d["path"]).is_file()} - set(on_disk))
         report.removed = self.remove(self._indexed_under(roots) - {str(p) for p in on_disk})
@@ -406,6 +430,8 @@ class Library:
             else:
                 samples, info = audio.load(path, sample_rate, max_duration_s)
                 embedding = embed(samples)
+                if not np.isfinite(embedding).all():  # stored, it would be found damaged and embedded again, forever
+                    raise AudioError(f"{path}: the model's embedding of this file is not finite (NaN or infinite)")
                 self._write_embedding(sha256, embedding)
                 duration_s, rate, channels, columns = info.duration_s, info.sample_rate, info.channels, len(embedding)
         except (StemserverError, OSError) as e:

@@ -191,11 +191,11 @@ def _embed_again(library: Library, damaged: dict[str, str], checkpoint_path: Pat
 
     built_with = library.meta("checkpoint_sha256")
     if built_with not in (None, sha256_file(checkpoint_path)):
-        library.drop_damaged_embeddings()
+        library.forget_embeddings(damaged)
         return (f"forgot {len(damaged)} file(s) whose embedding was damaged ({', '.join(damaged)}): the library was "
                 f"built with checkpoint {library.meta('checkpoint_name')}, not {checkpoint_path.name}; run "
                 "`stemserver library repair --checkpoint` with that one, or index their folders again with it")
-    scan_into(library, [], checkpoint_path, settings, progress=progress)
+    scan_into(library, [], checkpoint_path, settings, progress=progress, damaged=damaged)
     present = {record.path for record in library.files()}
     again, gone = [p for p in damaged if p in present], [p for p in damaged if p not in present]
     text = f"embedded {len(again)} file(s) again whose embedding was damaged"

@@ -284,3 +284,21 @@ def test_the_annoy_file_check_passes_every_index_annoy_writes(tmp_path: Path, it
     assert annoy_file_problem(tmp_path / "annoy.ann", items, 8, thorough=True) is None
     assert "not a root" in annoy_file_problem(tmp_path / "annoy.ann", items + 1, 8)  # another item count
     assert "bytes" in annoy_file_problem(tmp_path / "annoy.ann", items, 9)  # another dimension
+
+
+def test_a_model_output_that_is_not_finite_is_a_failure_not_a_stored_embedding(tmp_path: Path, sample_folder: Path):
+    """Stored, it would be found damaged and embedded again by every scan."""
+    embedder = CountingEmbedder()
+
+    def nan_for_loops(samples: np.ndarray) -> np.ndarray:
+        columns = embedder(samples)
+        return columns * np.nan if len(samples) < 2 * 16_000 else columns
+
+    with Library(tmp_path / "lib", create=True) as library:
+        report = scan(library, sample_folder, nan_for_loops)
+        assert "loop.wav" not in {Path(r.path).name for r in library.files()}
+        assert any(f["path"].endswith("loop.wav") and "not finite" in f["error"] for f in report.failed)
+        calls = embedder.calls
+        scan(library, sample_folder, nan_for_loops)
+        assert embedder.calls == calls  # not retried while the file is unchanged
+        assert library.damaged_embeddings() == {}
