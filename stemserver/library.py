@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stemserver import audio
-from stemserver.errors import AudioError, StemserverError
+from stemserver.errors import StemserverError
 from stemserver.files import atomic_path, sha256_file
 
 SCHEMA_VERSION = 1
@@ -317,19 +318,23 @@ class Library:
         """Path -> why, for the files whose embedding is missing, unreadable, or not the shape its row
         and the library's other embeddings have; with `thorough`, also those garbled (not finite),
         which reading every value shows (build_index reads them all anyway, and checks them)."""
-        damaged, shape = {}, None
+        damaged, patches = {}, {}
         for record in self.files():
             try:
                 columns = self.load_columns(record)
             except LibraryError:
                 damaged[record.path] = "its embedding is missing or unreadable"
                 continue
-            if columns.ndim != 3 or columns.shape[0] != record.columns or shape not in (None, columns.shape[1:]):
-                damaged[record.path] = f"its embedding has shape {columns.shape}, not ({record.columns}, *{shape})"
+            if columns.ndim != 3 or columns.shape[0] != record.columns:
+                damaged[record.path] = f"its embedding has shape {columns.shape}, its record {record.columns} columns"
             elif thorough and not np.isfinite(columns).all():
                 damaged[record.path] = GARBLED
             else:
-                shape = columns.shape[1:]
+                patches[record.path] = columns.shape[1:]
+        if patches:  # the shape nearly every embedding has is the library's
+            usual = Counter(patches.values()).most_common(1)[0][0]
+            damaged.update({path: f"its embedding's columns are {shape}, not the library's {usual}"
+                            for path, shape in patches.items() if shape != usual})
         return damaged
 
     def forget_embeddings(self, paths: Iterable[str]) -> None:
@@ -431,7 +436,7 @@ class Library:
                 samples, info = audio.load(path, sample_rate, max_duration_s)
                 embedding = embed(samples)
                 if not np.isfinite(embedding).all():  # stored, it would be found damaged and embedded again, forever
-                    raise AudioError(f"{path}: the model's embedding of this file is not finite (NaN or infinite)")
+                    raise LibraryError(f"{path}: the model's embedding of this file is not finite (NaN or infinite)")
                 self._write_embedding(sha256, embedding)
                 duration_s, rate, channels, columns = info.duration_s, info.sample_rate, info.channels, len(embedding)
         except (StemserverError, OSError) as e:

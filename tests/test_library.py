@@ -302,3 +302,13 @@ def test_a_model_output_that_is_not_finite_is_a_failure_not_a_stored_embedding(t
         scan(library, sample_folder, nan_for_loops)
         assert embedder.calls == calls  # not retried while the file is unchanged
         assert library.damaged_embeddings() == {}
+
+
+def test_an_embedding_of_another_shape_is_damaged_whichever_file_it_is(indexed_library: Library):
+    first = indexed_library.files()[0]  # the odd one out is the first read: the others must not be blamed
+    np.save(indexed_library.embedding_path(first.sha256), np.zeros((first.columns, 5, 32), np.float16))
+    damaged = indexed_library.damaged_embeddings(thorough=False)
+    assert list(damaged) == [first.path] and "(5, 64)" in damaged[first.path]
+    report = scan(indexed_library, Path(first.path).parents[1], CountingEmbedder())
+    assert [d["path"] for d in report.damaged] == [first.path] and report.added == 1
+    assert indexed_library.damaged_embeddings() == {}
