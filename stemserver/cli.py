@@ -69,19 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     index.add_argument("--tile-loops", action="store_true", help="repeat files shorter than 8 s to fill the "
                        "window before embedding them")
-    index.add_argument("--hop", type=float, default=4.0, metavar="S", help="hop between the 8 s search windows "
-                       "of long files, in seconds (default 4)")
-    index.add_argument("--trees", type=int, default=50, help="Annoy trees (default 50): more is more exact, larger")
-    index.add_argument("--pca-dim", type=int, metavar="D", help="search Annoy in D dimensions (PCA fitted on the "
-                       "library); results are re-ranked on the full vectors either way")
+    index.add_argument("--hop", type=arguments.positive_float, default=4.0, metavar="S",
+                       help="hop between the 8 s search windows of long files, in seconds (default 4)")
+    index.add_argument("--trees", type=arguments.positive_int, default=50, metavar="N",
+                       help="Annoy trees (default 50): more is more exact, larger")
+    index.add_argument("--pca-dim", type=arguments.positive_int, metavar="D",
+                       help="search Annoy in D dimensions (PCA fitted on the library); results are re-ranked on the "
+                       "full vectors either way")
+    index.add_argument("--follow-symlinks", action="store_true", help="also follow directory symlinks that lead "
+                       "outside the given folders (by default only those that stay inside are followed)")
     index.set_defaults(run=_index)
 
-    library = verbs.add_parser("library", parents=[common], help="inspect or edit a sample library",
+    library = verbs.add_parser("library", parents=[common], help="inspect, check, repair or edit a sample library",
                                description="stats: counts and sizes; list: indexed files; remove PATH...: forget "
-                               "files; verify: check every embedding and source file.")
-    library.add_argument("action", choices=["stats", "list", "remove", "verify"])
+                               "files (all must be in the library, else nothing is removed); verify: check the "
+                               "database, every embedding and source file, and the search index (exit 1 on any "
+                               "problem); repair: rebuild what verify finds damaged from what can still be read "
+                               "(never touches your audio).")
+    library.add_argument("action", choices=["stats", "list", "remove", "verify", "repair"])
     library.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files to remove (with remove)")
     library.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
+    library.add_argument("--checkpoint", type=Path, help="with repair: the model that embeds damaged files again; "
+                         "it must be the one the library was built with (default: the bundled default model)")
     library.set_defaults(run=_library)
 
     query = verbs.add_parser("query", parents=[common], help="find stems that fit a mix",
@@ -261,7 +270,8 @@ def _index(args: argparse.Namespace) -> int:
     from stemserver.indexing import IndexOptions, index_folders
 
     settings = _settings(args)
-    options = IndexOptions(tile_loops=args.tile_loops, hop_s=args.hop, n_trees=args.trees, pca_dim=args.pca_dim)
+    options = IndexOptions(tile_loops=args.tile_loops, hop_s=args.hop, n_trees=args.trees, pca_dim=args.pca_dim,
+                           follow_symlinks=args.follow_symlinks)
     summary = index_folders(args.paths, _library_dir(settings), _checkpoint_path(settings), settings, options,
                             progress=not args.json)
     if args.json:
@@ -273,6 +283,8 @@ def _index(args: argparse.Namespace) -> int:
           f"audio in {summary['elapsed_s']:.1f} s ({speed:.1f}x realtime)")
     for failure in summary["failed"]:
         print(f"  unreadable: {failure['error']}")
+    for damaged in summary["damaged"]:
+        print(f"  embedded again: {damaged['path']}: {damaged['error']}")
     info = summary["index"]
     if info:
         print(f"index generation {info['generation']}: {info['windows']} windows of {info['files']} files "
@@ -283,26 +295,46 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _library(args: argparse.Namespace) -> int:
-    from stemserver.library import Library
+    from stemserver import repair
+    from stemserver.index import read_current
+    from stemserver.library import Library, LibraryError
 
-    with Library(_library_dir(_settings(args))) as library:
-        if args.action == "stats":
-            result = library.stats()
-            text = "\n".join(f"{key}: {value}" for key, value in result.items() if key != "index")
-            if result["index"]:
-                text += f"\nindex: generation {result['index']['generation']}, {result['index']['windows']} windows"
-        elif args.action == "list":
-            result = [{"path": f.path, "duration_s": round(f.duration_s, 3), "label": f.label} for f in library.files()]
-            text = "\n".join(f"{r['duration_s']:9.2f} s  {r['path']}" for r in result)
-        elif args.action == "remove":
-            if not args.paths:
-                raise StemserverError("library remove needs the paths of the files to forget")
-            result = {"removed": library.remove(args.paths)}
-            text = f"removed {result['removed']} file(s); run `stemserver index` to rebuild the search index"
-        else:
-            problems = library.verify()
-            result = {"problems": problems}
-            text = "\n".join(problems) if problems else f"ok: {len(library.files())} files verified"
+    settings = _settings(args)
+    root = _library_dir(settings)
+    if args.action == "verify":
+        problems = repair.verify(root)
+        with Library(root) as library:
+            count = len(library.files())
+        result = {"problems": problems}
+        text = "\n".join(problems) if problems else f"ok: {count} files and the search index verified"
+    elif args.action == "repair":
+        result = {"done": repair.repair(root, _checkpoint_path(settings), settings, progress=not args.json)}
+        text = "\n".join(result["done"])
+    else:
+        with Library(root) as library:
+            if args.action == "stats":
+                result = library.stats()
+                try:
+                    result["index"] = read_current(root / "index")
+                except LibraryError as e:
+                    result["index"] = {"error": str(e)}
+                text = "\n".join(f"{key}: {value}" for key, value in result.items() if key != "index")
+                index = result["index"]
+                text += "\nindex: " + ("none" if index is None else index.get("error") or
+                                       f"generation {index['generation']}, {index['windows']} windows")
+            elif args.action == "list":
+                result = [{"path": f.path, "duration_s": round(f.duration_s, 3), "label": f.label}
+                          for f in library.files()]
+                text = "\n".join(f"{r['duration_s']:9.2f} s  {r['path']}" for r in result)
+            else:
+                if not args.paths:
+                    raise StemserverError("library remove needs the paths of the files to forget")
+                unknown = library.unknown(args.paths)
+                if unknown:  # a typo must not leave half the list removed: nothing is
+                    raise StemserverError(f"the library at {root} holds no file {', '.join(unknown)}; nothing was "
+                                          "removed (see `stemserver library list`)")
+                result = {"removed": library.remove(args.paths)}
+                text = f"removed {result['removed']} file(s); run `stemserver index` to rebuild the search index"
     print(json.dumps(result, indent=2) if args.json else text)
     return EXIT_ERROR if args.action == "verify" and result["problems"] else EXIT_OK
 

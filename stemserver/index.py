@@ -24,13 +24,23 @@ import numpy as np
 from annoy import AnnoyIndex
 from tqdm import tqdm
 
+from stemserver.annoy_file import annoy_file_problem
 from stemserver.embedding import mean_vector
 from stemserver.files import atomic_path
-from stemserver.library import FileRecord, Library, LibraryError, load_columns
+from stemserver.library import (
+    GARBLED,
+    DamagedEmbeddings,
+    FileRecord,
+    Library,
+    LibraryError,
+    load_columns,
+    repair_advice,
+)
 from stemserver.selection import Filters
 
 WINDOW_COLUMNS = 50  # 8 s of 160 ms columns, the training window
 HOP_COLUMNS = 25  # 4 s
+RECORDS = "files.json"
 
 
 @dataclass(frozen=True)
@@ -62,22 +72,38 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
     owners = np.asarray([(record.id, first) for record in records
                          for first in window_starts(record.columns, settings.window_columns, settings.hop_columns)],
                         dtype=np.int64)
-    vectors = np.empty((len(owners), library.load_columns(records[0]).shape[-1]), np.float32)
+    damaged = library.damaged_embeddings(thorough=False)  # headers and shapes; the values are checked below
+    sound = [record for record in records if record.path not in damaged]
+    if not sound:
+        raise DamagedEmbeddings(damaged, library.root)
+    vectors = np.empty((len(owners), library.load_columns(sound[0]).shape[-1]), np.float32)
     row = 0
     for record in tqdm(records, desc="window vectors", unit="file", disable=not progress or None):
-        columns = library.load_columns(record)
-        for first in window_starts(record.columns, settings.window_columns, settings.hop_columns):
-            vectors[row] = mean_vector(columns[first : first + settings.window_columns])
-            row += 1
+        starts = window_starts(record.columns, settings.window_columns, settings.hop_columns)
+        if record.path not in damaged:
+            columns = library.load_columns(record)
+            with np.errstate(invalid="ignore", over="ignore"):  # garbled values are found just below
+                for i, first in enumerate(starts):
+                    vectors[row + i] = mean_vector(columns[first : first + settings.window_columns])
+            if not np.isfinite(vectors[row : row + len(starts)]).all():  # a NaN anywhere reaches some window's mean
+                damaged[record.path] = GARBLED
+        row += len(starts)
+    if damaged:
+        raise DamagedEmbeddings(damaged, library.root)
     index_root = library.root / "index"
-    previous = read_current(index_root)
-    generation = (previous["generation"] + 1) if previous else 1
+    try:
+        previous = read_current(index_root)
+    except LibraryError:  # a damaged current.json is what this build replaces
+        previous = None
+    generation = max([previous["generation"] if previous else 0, *_generations(index_root)]) + 1
     folder = index_root / f"gen-{generation}"
     if folder.exists():
         shutil.rmtree(folder)  # leftover of a build that died before switching
     folder.mkdir(parents=True)
     np.save(folder / "vectors.npy", vectors.astype(np.float16))
     np.save(folder / "windows.npy", owners)
+    # The file records this generation was built from: what `library repair` rebuilds a lost database from.
+    (folder / RECORDS).write_text(json.dumps([asdict(record) for record in records]))
     searched = vectors
     if settings.pca_dim is not None and settings.pca_dim < vectors.shape[1]:
         mean, components = fit_pca(vectors, settings.pca_dim)
@@ -93,15 +119,23 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
         "generation": generation, "folder": folder.name, "files": len(records), "windows": len(vectors),
         "dim": int(vectors.shape[1]), "annoy_dim": int(searched.shape[1]), "built_at": time.time(),
         "build_s": round(time.perf_counter() - start, 3), "settings": asdict(settings),
-        "checkpoint_sha256": library.meta("checkpoint_sha256"),
+        "annoy_bytes": (folder / "annoy.ann").stat().st_size,
+        "checkpoint_sha256": library.meta("checkpoint_sha256"), "checkpoint_name": library.meta("checkpoint_name"),
     }
     (folder / "info.json").write_text(json.dumps(info, indent=2))
     with atomic_path(index_root / "current.json") as tmp:
         tmp.write_text(json.dumps(info, indent=2))
-    for old in index_root.glob("gen-*"):  # keep the one a running server may still have open
-        if old.name not in (folder.name, previous and previous["folder"]):
+    # Keep the one a running server may still have open (the newest other one if current.json was damaged).
+    kept = previous["folder"] if previous else f"gen-{max(_generations(index_root) - {generation}, default=0)}"
+    for old in index_root.glob("gen-*"):
+        if old.name not in (folder.name, kept):
             shutil.rmtree(old, ignore_errors=True)
     return info
+
+
+def _generations(index_root: Path) -> set[int]:
+    """Numbers of the generation folders on disk."""
+    return {int(p.name[4:]) for p in index_root.glob("gen-*") if p.name[4:].isdigit()}
 
 
 def fit_pca(vectors: np.ndarray, dim: int, max_samples: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +155,23 @@ def project(vectors: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np
 def read_current(index_root: Path) -> dict | None:
     """The live generation's info (LIBRARY/index/current.json), or None when no index was built."""
     path = index_root / "current.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        valid = isinstance(info, dict) and info.get("folder") == f"gen-{info.get('generation')}" and all(
+            isinstance(info.get(key), int) and info[key] >= 1 for key in ("generation", "windows", "dim", "annoy_dim"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        valid, info = False, e
+    if not valid:
+        raise LibraryError(f"{path} is damaged (not the index description stemserver writes). "
+                           f"{repair_advice(index_root.parent)}")
+    return info
+
+
+def _damaged(folder: Path, why: str) -> LibraryError:
+    return LibraryError(f"the search index in {folder} is damaged ({why}). Rebuild it with "
+                        f"`stemserver library repair --library {folder.parent.parent}` (or `stemserver index`).")
 
 
 @dataclass(frozen=True)
@@ -141,22 +191,52 @@ class LibraryIndex:
         folder = library.root / "index" / info["folder"]
         self.info = info
         self.root = library.root
+        self.files = {record.id: record for record in library.files()}
         try:
             self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
             self.windows = np.load(folder / "windows.npy")
-            self.annoy = AnnoyIndex(info["annoy_dim"], "angular")
-            self.annoy.load(str(folder / "annoy.ann"))  # memory-mapped
             pca = np.load(folder / "pca.npz") if (folder / "pca.npz").is_file() else None
-        except (OSError, ValueError) as e:
-            raise LibraryError(f"the search index in {folder} is damaged ({e}): run `stemserver index` again") from e
-        self.pca = (pca["mean"], pca["components"]) if pca is not None else None
-        self.files = {record.id: record for record in library.files()}
-        missing = set(np.unique(self.windows[:, 0]).tolist()) - set(self.files)
-        if missing:
-            raise LibraryError(f"the search index in {folder} is older than the library: run `stemserver index` again")
+            self.pca = (pca["mean"], pca["components"]) if pca is not None else None
+        except (OSError, ValueError, KeyError) as e:
+            raise _damaged(folder, str(e)) from e
+        problem = self._problem(folder, thorough=False)
+        if problem:
+            raise _damaged(folder, problem)
+        if set(np.unique(self.windows[:, 0]).tolist()) - set(self.files):
+            raise LibraryError(f"the search index in {folder} is older than the library (files were removed since): "
+                               f"rebuild it with `stemserver library repair --library {self.root}` "
+                               "or `stemserver index`")
+        self.annoy = AnnoyIndex(info["annoy_dim"], "angular")
+        try:
+            self.annoy.load(str(folder / "annoy.ann"))  # memory-mapped
+        except OSError as e:
+            raise _damaged(folder, str(e)) from e
+        probe = self.annoy.get_nns_by_item(0, 2)
+        if not probe or not all(0 <= i < len(self.vectors) for i in probe):
+            raise _damaged(folder, f"a probe search returned {probe}")
+
+    def _problem(self, folder: Path, thorough: bool) -> str | None:
+        """What is inconsistent in this generation's files, or None; Annoy has not opened them yet."""
+        info, windows = self.info, self.windows
+        if self.vectors.shape != (info["windows"], info["dim"]) or windows.shape != (info["windows"], 2):
+            return (f"vectors {self.vectors.shape} and windows {windows.shape} do not match the "
+                    f"{info['windows']} windows of {info['dim']} dimensions in current.json")
+        if self.pca is not None and self.pca[1].shape != (info["annoy_dim"], info["dim"]):
+            return f"the PCA projection has shape {self.pca[1].shape}"
+        if thorough and not np.isfinite(self.vectors).all():
+            return "vectors.npy holds NaN or infinite values"
+        annoy_bytes = (folder / "annoy.ann").stat().st_size if (folder / "annoy.ann").is_file() else 0
+        if info.get("annoy_bytes", annoy_bytes) != annoy_bytes:
+            return f"annoy.ann is {annoy_bytes} bytes, not the {info['annoy_bytes']} it was built with (truncated?)"
+        return annoy_file_problem(folder / "annoy.ann", info["windows"], info["annoy_dim"], thorough)
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def problems(self) -> list[str]:
+        """A thorough check of the loaded generation (every stored float too), for `library verify`."""
+        problem = self._problem(self.root / "index" / self.info["folder"], thorough=True)
+        return [str(_damaged(self.root / "index" / self.info["folder"], problem))] if problem else []
 
     def columns(self, record: FileRecord) -> np.ndarray:
         return load_columns(self.root, record)

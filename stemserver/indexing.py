@@ -1,7 +1,8 @@
 """`stemserver index`: bring a library up to date with audio folders and rebuild its search index.
 
-The command and the first start of `serve` (which indexes the demo library) both index through
-`index_folders`, so a library is always built the same way.
+The command, the first start of `serve` (which indexes the demo library) and `library repair`
+(which embeds damaged files again) all embed through `scan_into`, so a library is always built
+the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from stemserver.config import Settings
 from stemserver.embedding import stem_embedder
 from stemserver.files import sha256_file
 from stemserver.index import IndexSettings, build_index
-from stemserver.library import Library
+from stemserver.library import DamagedEmbeddings, Library, ScanReport
 
 
 @dataclass(frozen=True)
@@ -24,20 +25,34 @@ class IndexOptions:
     hop_s: float = 4.0  # hop between the 8 s search windows of long files
     n_trees: int = 50
     pca_dim: int | None = None
+    follow_symlinks: bool = False  # also follow directory symlinks that lead outside the given folders
+
+
+def scan_into(library: Library, paths: Sequence[Path], checkpoint_path: Path, settings: Settings,
+              options: IndexOptions = IndexOptions(), progress: bool = True,
+              damaged: dict[str, str] | None = None) -> tuple[ScanReport, float]:
+    """Embed the new, changed and damaged files of `paths` (and the `damaged` ones, wherever they
+    are) into the library with the checkpoint's model; returns the report and the seconds per column."""
+    checkpoint, model, device = load_model(checkpoint_path, settings)
+    report = library.scan(paths, stem_embedder(model, device, options.tile_loops), sha256_file(checkpoint_path),
+                          checkpoint_path.name, checkpoint.config.front_end.sample_rate, settings.max_audio_seconds,
+                          progress=progress, follow_symlinks=options.follow_symlinks, damaged=damaged)
+    return report, checkpoint.config.seconds_per_column
 
 
 def index_folders(paths: Sequence[Path], library_dir: Path, checkpoint_path: Path, settings: Settings,
                   options: IndexOptions = IndexOptions(), progress: bool = True) -> dict:
-    """Scan `paths` into the library (embedding new and changed files, dropping removed ones) and
-    build a new index generation; returns the scan report, the library folder and the index info
-    (None when the library is empty)."""
-    checkpoint, model, device = load_model(checkpoint_path, settings)
-    columns_per_second = 1 / checkpoint.config.seconds_per_column
-    index_settings = IndexSettings(hop_columns=max(1, round(options.hop_s * columns_per_second)),
-                                   n_trees=options.n_trees, pca_dim=options.pca_dim)
+    """Scan `paths` into the library (embedding new, changed and damaged files, dropping removed
+    ones) and build a new index generation; returns the scan report, the library folder and the
+    index info (None when the library is empty)."""
     with Library(library_dir, create=True) as library:
-        report = library.scan(paths, stem_embedder(model, device, options.tile_loops), sha256_file(checkpoint_path),
-                              checkpoint_path.name, checkpoint.config.front_end.sample_rate,
-                              settings.max_audio_seconds, progress=progress)
-        info = build_index(library, index_settings, progress=progress) if library.files() else None
+        report, seconds_per_column = scan_into(library, paths, checkpoint_path, settings, options, progress)
+        index_settings = IndexSettings(hop_columns=max(1, round(options.hop_s / seconds_per_column)),
+                                       n_trees=options.n_trees, pca_dim=options.pca_dim)
+        try:
+            info = build_index(library, index_settings, progress=progress) if library.files() else None
+        except DamagedEmbeddings as e:  # garbled values show when read whole, as the build does: embed those again
+            again, _ = scan_into(library, [], checkpoint_path, settings, options, progress, damaged=e.damaged)
+            report.count_embedded_again(again)
+            info = build_index(library, index_settings, progress=progress) if library.files() else None
     return {**report.to_dict(), "library": str(library_dir), "index": info}

@@ -17,10 +17,10 @@ ones.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ SCHEMA_VERSION = 1
 DATABASE = "library.sqlite"
 _SYSTEM_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "system volume information"})
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
@@ -57,6 +57,20 @@ CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL
 );
 """
+
+
+class DamagedLibrary(LibraryError):
+    """The library's database is unreadable or holds no library: `stemserver library repair` rebuilds it."""
+
+
+class DamagedEmbeddings(LibraryError):
+    """Embeddings found damaged while reading them: `damaged` maps each file's path to why."""
+
+    def __init__(self, damaged: dict[str, str], root: Path):
+        self.damaged = damaged
+        path, why = next(iter(damaged.items()))
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        super().__init__(f"{path}: {why}{more}. {repair_advice(root)}")
 
 
 @dataclass(frozen=True)
@@ -83,9 +97,18 @@ class ScanReport:
     audio_seconds: float = 0.0
     elapsed_s: float = 0.0
     failed: list[dict] = field(default_factory=list)  # {"path", "error"}
+    damaged: list[dict] = field(default_factory=list)  # {"path", "error"}: embeddings found damaged, embedded again
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def count_embedded_again(self, again: ScanReport) -> None:
+        """Add a second scan that embedded again files this one counted unchanged (their audio was)."""
+        self.damaged += again.damaged
+        self.added += again.added
+        self.unchanged -= again.added
+        self.audio_seconds += again.audio_seconds
+        self.elapsed_s += again.elapsed_s
 
 
 def embedding_path(root: Path, sha256: str) -> Path:
@@ -98,8 +121,21 @@ def load_columns(root: Path, record: FileRecord) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
-        raise LibraryError(f"the embedding of {record.path} ({path}) is missing or damaged; "
-                           "run `stemserver library verify` and re-index") from e
+        raise LibraryError(f"the embedding of {record.path} ({path}) is missing or damaged: "
+                           f"run `stemserver library repair --library {root}` (it embeds the file again)") from e
+
+
+GARBLED = "its embedding holds NaN or infinite values (garbled on disk)"
+
+
+def repair_advice(root: Path) -> str:
+    return (f"Run `stemserver library repair --library {root}`: it rebuilds what it can from the library's "
+            "own files and never touches your audio.")
+
+
+def has_library_data(root: Path) -> bool:
+    """True when the folder holds embeddings or a search index, i.e. files were indexed into it."""
+    return (root / "index" / "current.json").exists() or next((root / "embeddings").rglob("*.npy"), None) is not None
 
 
 def label_for(path: Path) -> str:
@@ -107,12 +143,16 @@ def label_for(path: Path) -> str:
     return path.parent.name.lower()
 
 
-def find_audio_files(roots: Iterable[Path]) -> Iterator[Path]:
-    """Audio files under `roots`, recursively, sorted, following directory symlinks once each
-    (a link back up the tree is not followed again) and skipping hidden and system files."""
+def find_audio_files(roots: Iterable[Path], follow_symlinks: bool = False) -> Iterator[Path]:
+    """Audio files under `roots`, recursively, sorted, skipping hidden and system files.
+
+    A directory symlink is followed only when it resolves under one of the roots, unless
+    `follow_symlinks`: `/proc/<pid>/cwd` or a link to `/` would otherwise walk the whole machine.
+    Each folder is walked once, so a symlink loop is never followed round."""
+    roots = [Path(root).expanduser().absolute() for root in roots]
+    inside = [str(root.resolve()) for root in roots]
     seen_dirs: set[tuple[int, int]] = set()
     for root in roots:
-        root = Path(root).expanduser().absolute()
         if root.is_file():
             if root.suffix.lower() in AUDIO_EXTENSIONS:
                 yield root
@@ -125,7 +165,8 @@ def find_audio_files(roots: Iterable[Path]) -> Iterator[Path]:
                 dirs[:] = []
                 continue
             seen_dirs.add((stat.st_dev, stat.st_ino))
-            dirs[:] = sorted(d for d in dirs if not _hidden_or_system(d))
+            dirs[:] = sorted(d for d in dirs if not _hidden_or_system(d)
+                             and (follow_symlinks or _stays_inside(Path(folder) / d, inside)))
             for name in sorted(files):
                 if not _hidden_or_system(name) and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
                     yield Path(folder) / name
@@ -135,25 +176,47 @@ def _hidden_or_system(name: str) -> bool:
     return name.startswith(".") or name.lower() in _SYSTEM_NAMES
 
 
+def _stays_inside(folder: Path, roots: list[str]) -> bool:
+    """True for a real folder, or a symlink that resolves under one of the (resolved) roots."""
+    if not folder.is_symlink():
+        return True
+    target = os.path.realpath(folder)
+    return any(target == root or target.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
 class Library:
     """One library folder. Thread-compatible, not thread-safe: a scan owns its Library."""
 
     def __init__(self, root: str | Path, create: bool = False):
         self.root = Path(root).expanduser()
         database = self.root / DATABASE
+        if not database.exists() and not create and has_library_data(self.root):
+            raise DamagedLibrary(f"{database} is missing, but the folder holds embeddings or a search index. "
+                                 f"{repair_advice(self.root)}")
         if not database.exists() and not create:
             raise LibraryError(
                 f"no library at {self.root}: build one with `stemserver index FOLDER --library {self.root}`"
             )
+        size = database.stat().st_size if database.exists() else None
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "embeddings").mkdir(exist_ok=True)
+        self.db = sqlite3.connect(database, timeout=30, isolation_level=None)
         try:
-            self.db = sqlite3.connect(database, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
+            # An existing file without the tables (0 bytes, truncated, another file) must not pass
+            # for an empty library while embeddings or an index say files were indexed.
+            if size is not None and not self._one("SELECT 1 FROM sqlite_master WHERE name = 'files'") \
+                    and (not create or has_library_data(self.root)):
+                raise DamagedLibrary(f"{database} holds no library ({size} bytes): it was damaged or replaced. "
+                                     f"{repair_advice(self.root)}")
+            self._sql("PRAGMA journal_mode=WAL")
+            self._sql("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise LibraryError(f"{database} is not a readable library database: {e}") from e
+            self.db.close()
+            raise self._database_error(e) from e
+        except LibraryError:
+            self.db.close()
+            raise
         version = self.meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -162,6 +225,23 @@ class Library:
 
     def close(self) -> None:
         self.db.close()
+
+    def _sql(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """All rows of one statement; a damaged database is a LibraryError that says how to repair it."""
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise self._database_error(e) from e
+
+    def _one(self, sql: str, params: tuple = ()) -> tuple | None:
+        rows = self._sql(sql, params)
+        return rows[0] if rows else None
+
+    def _database_error(self, error: sqlite3.DatabaseError) -> LibraryError:
+        database = self.root / DATABASE
+        if isinstance(error, sqlite3.OperationalError):  # locked, disk full, no permission: not damage
+            return LibraryError(f"cannot use {database}: {error}")
+        return DamagedLibrary(f"{database} is damaged ({error}). {repair_advice(self.root)}")
 
     def __enter__(self) -> Library:
         return self
@@ -172,11 +252,11 @@ class Library:
     # -- facts about the library ------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self._sql("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def check_model(self, fingerprint: str) -> None:
         """Refuse to mix embeddings of two models: the library is bound to the first checkpoint."""
@@ -191,11 +271,11 @@ class Library:
     # -- files --------------------------------------------------------------------------------
 
     def files(self) -> list[FileRecord]:
-        rows = self.db.execute(f"SELECT {', '.join(FileRecord.__dataclass_fields__)} FROM files ORDER BY id")
+        rows = self._sql(f"SELECT {', '.join(FileRecord.__dataclass_fields__)} FROM files ORDER BY id")
         return [FileRecord(*row) for row in rows]
 
     def failures(self) -> list[dict]:
-        rows = self.db.execute("SELECT path, error FROM failures ORDER BY path")
+        rows = self._sql("SELECT path, error FROM failures ORDER BY path")
         return [{"path": path, "error": error} for path, error in rows]
 
     def embedding_path(self, sha256: str) -> Path:
@@ -204,38 +284,77 @@ class Library:
     def load_columns(self, record: FileRecord) -> np.ndarray:
         return load_columns(self.root, record)
 
+    def unknown(self, paths: Iterable[str | Path]) -> list[str]:
+        """The paths this library holds neither as an indexed nor as an unreadable file."""
+        keys = [str(Path(path).expanduser().absolute()) for path in paths]
+        return [key for key in keys if not self._one(
+            "SELECT 1 FROM files WHERE path = ? UNION SELECT 1 FROM failures WHERE path = ?", (key, key))]
+
     def remove(self, paths: Iterable[str | Path]) -> int:
         """Forget files (and their embeddings when no other file shares them); returns how many."""
         removed = 0
         for path in paths:
             key = str(Path(path).expanduser().absolute())
-            row = self.db.execute("SELECT sha256 FROM files WHERE path = ?", (key,)).fetchone()
-            self.db.execute("DELETE FROM failures WHERE path = ?", (key,))
+            row = self._one("SELECT sha256 FROM files WHERE path = ?", (key,))
+            self._sql("DELETE FROM failures WHERE path = ?", (key,))
             if row:
-                self.db.execute("DELETE FROM files WHERE path = ?", (key,))
+                self._sql("DELETE FROM files WHERE path = ?", (key,))
                 self._drop_embedding_if_unused(row[0])
                 removed += 1
         return removed
 
     def _drop_embedding_if_unused(self, sha256: str) -> None:
-        if not self.db.execute("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone():
+        if not self._one("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha256,)):
             self.embedding_path(sha256).unlink(missing_ok=True)
 
+    def damaged_embeddings(self, thorough: bool = True) -> dict[str, str]:
+        """Path -> why, for the files whose embedding is missing, unreadable, or not the shape its row
+        and the library's other embeddings have; with `thorough`, also those garbled (not finite),
+        which reading every value shows (build_index reads them all anyway, and checks them)."""
+        damaged, patches = {}, {}
+        for record in self.files():
+            try:
+                columns = self.load_columns(record)
+            except LibraryError:
+                damaged[record.path] = "its embedding is missing or unreadable"
+                continue
+            if columns.ndim != 3 or columns.shape[0] != record.columns:
+                damaged[record.path] = f"its embedding has shape {columns.shape}, its record {record.columns} columns"
+            elif thorough and not np.isfinite(columns).all():
+                damaged[record.path] = GARBLED
+            else:
+                patches[record.path] = columns.shape[1:]
+        if patches:  # the shape nearly every embedding has is the library's
+            usual = Counter(patches.values()).most_common(1)[0][0]
+            damaged.update({path: f"its embedding's columns are {shape}, not the library's {usual}"
+                            for path, shape in patches.items() if shape != usual})
+        return damaged
+
+    def forget_embeddings(self, paths: Iterable[str]) -> None:
+        """Forget these files and delete their (damaged) embeddings, so that a scan embeds them again."""
+        for path in paths:
+            row = self._one("SELECT sha256 FROM files WHERE path = ?", (path,))
+            if row:
+                self._sql("DELETE FROM files WHERE path = ?", (path,))
+                self.embedding_path(row[0]).unlink(missing_ok=True)
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's own check finds wrong in the database file (nothing when it is sound)."""
+        return [f"{self.root / DATABASE} is damaged: {row[0]}" for row in self._sql("PRAGMA quick_check")
+                if row[0] != "ok"]
+
     def verify(self) -> list[str]:
-        """Problems found: rows whose embedding is missing or unreadable, files gone or changed on disk."""
-        problems = []
+        """Problems found: a damaged database, embeddings missing, unreadable or garbled, source files
+        gone or changed on disk."""
+        problems = self.integrity_problems()
         for record in self.files():
             source = Path(record.path)
             if not source.is_file():
                 problems.append(f"{record.path}: the file is gone (re-index to drop it)")
             elif source.stat().st_size != record.size or source.stat().st_mtime_ns != record.mtime_ns:
                 problems.append(f"{record.path}: the file changed since it was indexed (re-index)")
-            try:
-                columns = self.load_columns(record)
-                if columns.shape[0] != record.columns or not np.isfinite(columns).all():
-                    problems.append(f"{record.path}: its embedding does not match its record")
-            except LibraryError as e:
-                problems.append(str(e))
+        problems += [f"{path}: {why} (`stemserver library repair` embeds it again)"
+                     for path, why in self.damaged_embeddings().items()]
         return problems
 
     # -- scanning -----------------------------------------------------------------------------
@@ -249,19 +368,27 @@ class Library:
         sample_rate: int = audio.SAMPLE_RATE,
         max_duration_s: float = audio.MAX_DURATION_S,
         progress: bool = True,
+        follow_symlinks: bool = False,
+        damaged: dict[str, str] | None = None,
     ) -> ScanReport:
         """Bring the library up to date with the audio files under `roots`.
 
         `embed` maps mono samples at `sample_rate` to the (columns, rows, d) representation.
         Unreadable files are recorded (and reported) instead of stopping the scan; they are
-        retried when they change.
+        retried when they change. Files whose embedding is damaged are embedded again, wherever
+        they are: those `damaged` names (found by reading them whole) and those whose header or
+        shape is wrong. Directory symlinks are followed as `find_audio_files` says.
         """
         self.check_model(fingerprint)
         self.set_meta("checkpoint_sha256", fingerprint)
         self.set_meta("checkpoint_name", checkpoint_name)
         roots = [Path(r).expanduser().absolute() for r in roots]
         report, start = ScanReport(), time.perf_counter()
-        on_disk = list(find_audio_files(roots))
+        damaged = {**self.damaged_embeddings(thorough=False), **(damaged or {})}
+        self.forget_embeddings(damaged)
+        report.damaged = [{"path": path, "error": why} for path, why in damaged.items()]
+        on_disk = list(find_audio_files(roots, follow_symlinks))
+        on_disk += sorted({Path(d["path"]) for d in report.damaged if Path(d["path"]).is_file()} - set(on_disk))
         report.removed = self.remove(self._indexed_under(roots) - {str(p) for p in on_disk})
         bar = tqdm(on_disk, desc="indexing", unit="file", disable=not progress or None, dynamic_ncols=True)
         for path in bar:
@@ -273,7 +400,7 @@ class Library:
         return report
 
     def _indexed_under(self, roots: list[Path]) -> set[str]:
-        paths = {row[0] for row in self.db.execute("SELECT path FROM files UNION SELECT path FROM failures")}
+        paths = {row[0] for row in self._sql("SELECT path FROM files UNION SELECT path FROM failures")}
         return {p for p in paths if any(p == str(r) or p.startswith(str(r) + os.sep) for r in roots)}
 
     def _scan_one(self, path: Path, embed, sample_rate: int, max_duration_s: float, report: ScanReport) -> None:
@@ -283,33 +410,35 @@ class Library:
         except OSError as e:
             self._record_failure(key, 0, 0, f"cannot read: {e}")
             return
-        known = self.db.execute("SELECT size, mtime_ns FROM files WHERE path = ?", (key,)).fetchone()
+        known = self._one("SELECT size, mtime_ns FROM files WHERE path = ?", (key,))
         if known == (stat.st_size, stat.st_mtime_ns):
             report.unchanged += 1
             return
-        failed = self.db.execute("SELECT size, mtime_ns FROM failures WHERE path = ?", (key,)).fetchone()
+        failed = self._one("SELECT size, mtime_ns FROM failures WHERE path = ?", (key,))
         if failed == (stat.st_size, stat.st_mtime_ns):
             return  # still the same unreadable file: reported again, not retried
         try:
             sha256 = sha256_file(path)
-            twin = self.db.execute(
+            twin = self._one(
                 "SELECT duration_s, sample_rate, channels, columns FROM files WHERE sha256 = ? LIMIT 1", (sha256,)
-            ).fetchone()
+            )
             if twin and self.embedding_path(sha256).is_file():
                 duration_s, rate, channels, columns = twin
                 report.reused_embeddings += 1
             else:
                 samples, info = audio.load(path, sample_rate, max_duration_s)
                 embedding = embed(samples)
+                if not np.isfinite(embedding).all():  # stored, it would be found damaged and embedded again, forever
+                    raise LibraryError(f"{path}: the model's embedding of this file is not finite (NaN or infinite)")
                 self._write_embedding(sha256, embedding)
                 duration_s, rate, channels, columns = info.duration_s, info.sample_rate, info.channels, len(embedding)
         except (StemserverError, OSError) as e:
             self._record_failure(key, stat.st_size, stat.st_mtime_ns, str(e))
             return
-        old = self.db.execute("SELECT sha256 FROM files WHERE path = ?", (key,)).fetchone()
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM failures WHERE path = ?", (key,))
-        self.db.execute(
+        old = self._one("SELECT sha256 FROM files WHERE path = ?", (key,))
+        self._sql("BEGIN")
+        self._sql("DELETE FROM failures WHERE path = ?", (key,))
+        self._sql(
             "INSERT INTO files (path, size, mtime_ns, sha256, duration_s, sample_rate, channels, columns, label,"
             " indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size,"
             " mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, duration_s=excluded.duration_s,"
@@ -318,7 +447,7 @@ class Library:
             (key, stat.st_size, stat.st_mtime_ns, sha256, duration_s, rate, channels, columns, label_for(path),
              time.time()),
         )
-        self.db.execute("COMMIT")
+        self._sql("COMMIT")
         if old and old[0] != sha256:
             self._drop_embedding_if_unused(old[0])
         report.audio_seconds += duration_s
@@ -332,7 +461,7 @@ class Library:
             np.save(f, np.asarray(columns, dtype=np.float16))
 
     def _record_failure(self, key: str, size: int, mtime_ns: int, error: str) -> None:
-        self.db.execute(
+        self._sql(
             "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)", (key, size, mtime_ns, error, time.time())
         )
 
@@ -348,6 +477,4 @@ class Library:
             "audio_hours": round(sum(f.duration_s for f in files) / 3600, 3),
             "checkpoint": self.meta("checkpoint_name"),
             "embedding_bytes": embedding_bytes,
-            "index": json.loads((self.root / "index" / "current.json").read_text())
-            if (self.root / "index" / "current.json").is_file() else None,
         }

@@ -136,7 +136,7 @@ def test_missing_library_and_verify_problems(tmp_path: Path, sample_folder: Path
         record = library.files()[0]
         library.embedding_path(record.sha256).unlink()
         problems = library.verify()
-        assert len(problems) == 1 and "missing or damaged" in problems[0]
+        assert len(problems) == 1 and "missing or unreadable" in problems[0] and "library repair" in problems[0]
 
 
 def test_window_starts_cover_every_column():
@@ -235,3 +235,80 @@ def test_long_stems_with_many_windows_still_fill_the_top_k(indexed_library: Libr
     query = indexed_library.load_columns(next(r for r in indexed_library.files() if r.columns == 1125))
     hits = index.search(mean_vector(query[500:550]), k=4, over_fetch=1)
     assert len(hits) == 4 and len({h.file.id for h in hits}) == 4
+
+
+@pytest.fixture
+def linked_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A root with a symlink to a folder outside it, one to a folder inside it, and a loop."""
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "Bass").mkdir(parents=True)
+    outside.mkdir()
+    soundfile.write(root / "Bass" / "inside.wav", tone(55.0, 1.0, 16_000), 16_000)
+    soundfile.write(outside / "outside.wav", tone(110.0, 1.0, 16_000), 16_000)
+    os.symlink(outside, root / "link out")
+    os.symlink(root / "Bass", root / "link in")
+    os.symlink(root, root / "Bass" / "loop")
+    return root, outside
+
+
+def test_directory_symlinks_are_followed_only_inside_the_roots(linked_folders):
+    root, outside = linked_folders
+    assert [p.name for p in find_audio_files([root])] == ["inside.wav"]  # the loop is walked once, not round
+    followed = sorted(p.name for p in find_audio_files([root], follow_symlinks=True))
+    assert followed == ["inside.wav", "outside.wav"]
+    assert sorted(p.name for p in find_audio_files([root, outside])) == ["inside.wav", "outside.wav"]
+
+
+def test_a_symlink_to_the_whole_machine_is_not_walked(tmp_path: Path):
+    """What `stemserver index /proc` did through /proc/<pid>/cwd: a link to / walked everything."""
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("/", root / "cwd")
+    soundfile.write(root / "mine.wav", tone(55.0, 1.0, 16_000), 16_000)
+    assert [p.name for p in find_audio_files([root])] == ["mine.wav"]
+
+
+@pytest.mark.parametrize("items", [1, 2, 10, 11, 500])  # one item, leaf roots (<= dim + 2 items), split trees
+def test_the_annoy_file_check_passes_every_index_annoy_writes(tmp_path: Path, items: int):
+    from annoy import AnnoyIndex
+
+    from stemserver.annoy_file import annoy_file_problem
+
+    rng = np.random.default_rng(items)
+    annoy = AnnoyIndex(8, "angular")
+    for i in range(items):
+        annoy.add_item(i, rng.standard_normal(8))
+    annoy.build(50, n_jobs=-1)  # threads allocate nodes concurrently, as build_index does
+    annoy.save(str(tmp_path / "annoy.ann"))
+    annoy.unload()
+    assert annoy_file_problem(tmp_path / "annoy.ann", items, 8, thorough=True) is None
+    assert "not a root" in annoy_file_problem(tmp_path / "annoy.ann", items + 1, 8)  # another item count
+    assert "bytes" in annoy_file_problem(tmp_path / "annoy.ann", items, 9)  # another dimension
+
+
+def test_a_model_output_that_is_not_finite_is_a_failure_not_a_stored_embedding(tmp_path: Path, sample_folder: Path):
+    """Stored, it would be found damaged and embedded again by every scan."""
+    embedder = CountingEmbedder()
+
+    def nan_for_loops(samples: np.ndarray) -> np.ndarray:
+        columns = embedder(samples)
+        return columns * np.nan if len(samples) < 2 * 16_000 else columns
+
+    with Library(tmp_path / "lib", create=True) as library:
+        report = scan(library, sample_folder, nan_for_loops)
+        assert "loop.wav" not in {Path(r.path).name for r in library.files()}
+        assert any(f["path"].endswith("loop.wav") and "not finite" in f["error"] for f in report.failed)
+        calls = embedder.calls
+        scan(library, sample_folder, nan_for_loops)
+        assert embedder.calls == calls  # not retried while the file is unchanged
+        assert library.damaged_embeddings() == {}
+
+
+def test_an_embedding_of_another_shape_is_damaged_whichever_file_it_is(indexed_library: Library):
+    first = indexed_library.files()[0]  # the odd one out is the first read: the others must not be blamed
+    np.save(indexed_library.embedding_path(first.sha256), np.zeros((first.columns, 5, 32), np.float16))
+    damaged = indexed_library.damaged_embeddings(thorough=False)
+    assert list(damaged) == [first.path] and "(5, 64)" in damaged[first.path]
+    report = scan(indexed_library, Path(first.path).parents[1], CountingEmbedder())
+    assert [d["path"] for d in report.damaged] == [first.path] and report.added == 1
+    assert indexed_library.damaged_embeddings() == {}
