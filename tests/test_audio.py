@@ -160,3 +160,10 @@ def test_prepare_resamples_a_48k_stereo_buffer():
     mono = audio.prepare(np.stack([left, left], axis=1), 48_000)
     assert len(mono) == audio.SAMPLE_RATE
     assert dominant_frequency(mono, audio.SAMPLE_RATE) == pytest.approx(440.0, abs=1.0)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_the_down_mix_is_exactly_the_float64_mean_of_the_channels(channels):
+    samples = np.random.default_rng(channels).uniform(-1, 1, (48_000, channels)).astype(np.float32)
+    mono = audio.prepare(samples, audio.SAMPLE_RATE)  # at the model's rate: the down-mix alone
+    assert np.array_equal(mono, samples.mean(axis=1, dtype=np.float64).astype(np.float32))
