@@ -25,8 +25,8 @@ import numpy as np
 from annoy import AnnoyIndex
 from tqdm import tqdm
 
-from stemserver.embedding import mean_vector
 from stemserver.files import atomic_path
+from stemserver.inference import mean_vector
 from stemserver.library import FileRecord, Library, LibraryError, load_columns
 
 WINDOW_COLUMNS = 50  # 8 s of 160 ms columns, the training window
