@@ -75,9 +75,14 @@ class Query:
 
 
 class Engine:
-    """The model (loaded once), its label cache and a library index. Thread-safe."""
+    """The model (loaded once), its label cache and a library index. Thread-safe.
 
-    def __init__(self, checkpoint_path: str | Path, library_dir: str | Path, settings: Settings = Settings()):
+    `preload_text` starts loading the text model in the background (a long-running server wants
+    it; a one-shot query does not), so no query for a name outside the label cache waits for the
+    whole load."""
+
+    def __init__(self, checkpoint_path: str | Path, library_dir: str | Path, settings: Settings = Settings(),
+                 preload_text: bool = False):
         set_threads(settings.threads)
         self.device = select_device(settings.device)
         self.settings = settings
@@ -86,6 +91,7 @@ class Engine:
         self.fingerprint = sha256_file(self.checkpoint_path)
         self.model = self.checkpoint.build_model(self.device)
         self.labels = self.checkpoint.label_embedder(settings.text, device=str(self.device))
+        self.text_loading = self.labels.load_in_background() if preload_text else None
         self.library_dir = Path(library_dir).expanduser()
         self._index_lock = threading.Lock()
         self._model_lock = threading.Lock()

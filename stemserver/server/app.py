@@ -51,7 +51,7 @@ def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOp
     both front ends listen."""
     check_security(options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    engine = Engine(checkpoint, library, settings)
+    engine = Engine(checkpoint, library, settings, preload_text=True)
     capture = None
     if options.capture_device is not None:
         device = int(options.capture_device) if options.capture_device.isdigit() else options.capture_device
