@@ -78,6 +78,22 @@ def candidates() -> tuple[np.ndarray, list[np.ndarray], list[float | None]]:
     return query, stems, periods
 
 
+def reference_curve(query: np.ndarray, stem: np.ndarray, period: float | None) -> np.ndarray:
+    """The definition, one shift at a time in float64: the mean over query columns i of the cosine
+    between centred query column i and centred stem column i + j (modulo the period for a loop)."""
+    def centred(x):
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        flat -= flat.mean(axis=0)
+        return flat / np.linalg.norm(flat, axis=1, keepdims=True)
+
+    q, s = centred(query), centred(stem)
+    loop = period is not None or len(s) < len(q)
+    shifts = range(len(s)) if loop else range(len(s) - len(q) + 1)
+    period = period or len(s)
+    return np.array([np.mean([q[i] @ s[min(int((i + j) % period), len(s) - 1) if loop else i + j]
+                              for i in range(len(q))]) for j in shifts])
+
+
 def test_the_batched_search_gives_exactly_the_per_candidate_results():
     query, stems, periods = candidates()
     batched = best_shifts(query, stems, periods)
@@ -86,6 +102,10 @@ def test_the_batched_search_gives_exactly_the_per_candidate_results():
         single = best_shift(query, stem, period)
         assert alignment.shift_columns == single.shift_columns and alignment.score == single.score
         assert np.array_equal(alignment.curve, single.curve)
+        if len(stem) > 1:  # one column has no variation left once centred
+            reference = reference_curve(query, stem, period)
+            np.testing.assert_allclose(alignment.curve, reference, atol=1e-5)
+            assert int(np.argmax(alignment.curve)) == int(np.argmax(reference))
     assert batched[1].shift_columns == pytest.approx(30.4, abs=0.15)
 
 
