@@ -47,7 +47,8 @@ def best_shift(query: np.ndarray, stem: np.ndarray, period: float | None = None)
 
 def best_shifts(query: np.ndarray, stems: Sequence[np.ndarray], periods: Sequence[float | None]) -> list[Alignment]:
     """`best_shift(query, stem, period)` for each of a query's candidate stems: the query is
-    centred once and the stems (float16 in a library) are converted to float32 in one pass."""
+    centred once, the stems (float16 in a library) are converted to float32 in one pass and
+    multiplied with it in one product."""
     if len(stems) != len(periods):
         raise ValueError(f"{len(stems)} stems but {len(periods)} periods")
     lengths = [len(stem) for stem in stems]
@@ -56,7 +57,11 @@ def best_shifts(query: np.ndarray, stems: Sequence[np.ndarray], periods: Sequenc
     if not stems:
         return []
     q = _centre(_rows([query]))
-    return [_align(q, _centre(s), period) for s, period in zip(_rows(stems).split(lengths), periods)]
+    rows = _rows(stems)
+    for s in rows.split(lengths):
+        _centre(s)
+    cosines = (q @ rows.T).numpy()  # (Q, all stem columns): one product for every candidate
+    return [_align(c, period) for c, period in zip(np.split(cosines, np.cumsum(lengths)[:-1], axis=1), periods)]
 
 
 def _rows(sequences: Sequence[np.ndarray]) -> torch.Tensor:
@@ -73,12 +78,11 @@ def _centre(rows: torch.Tensor) -> torch.Tensor:
     return rows.div_(torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min_(1e-12))
 
 
-def _align(q: torch.Tensor, s: torch.Tensor, period: float | None) -> Alignment:
-    """The search itself, on centred unit columns (Q, D) and (S, D)."""
-    n_query, n_stem = len(q), len(s)
+def _align(cosines: np.ndarray, period: float | None) -> Alignment:
+    """The search itself, on the (Q, S) cosines between centred query and stem columns."""
+    n_query, n_stem = cosines.shape
     loop = period is not None or n_stem < n_query
     period = float(period if period is not None else n_stem)
-    cosines = (q @ s.T).numpy()  # (Q, S)
     if loop:
         positions = np.arange(n_query)[:, None] + np.arange(n_stem)[None, :]
         columns = np.minimum(np.floor(positions % period).astype(np.int64), n_stem - 1)

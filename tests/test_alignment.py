@@ -94,14 +94,18 @@ def reference_curve(query: np.ndarray, stem: np.ndarray, period: float | None) -
                               for i in range(len(q))]) for j in shifts])
 
 
-def test_the_batched_search_gives_exactly_the_per_candidate_results():
+def test_the_batched_search_gives_the_per_candidate_results():
     query, stems, periods = candidates()
     batched = best_shifts(query, stems, periods)
     assert len(batched) == len(stems)
     for stem, period, alignment in zip(stems, periods, batched):
+        # Bit-identical on the machine this was written on; the tolerance is for a BLAS that
+        # rounds a product differently for another matrix width.
         single = best_shift(query, stem, period)
-        assert alignment.shift_columns == single.shift_columns and alignment.score == single.score
-        assert np.array_equal(alignment.curve, single.curve)
+        assert int(np.argmax(alignment.curve)) == int(np.argmax(single.curve))
+        assert alignment.shift_columns == pytest.approx(single.shift_columns, abs=1e-6)
+        assert alignment.score == pytest.approx(single.score, abs=1e-6)
+        np.testing.assert_allclose(alignment.curve, single.curve, atol=1e-6, rtol=0)
         if len(stem) > 1:  # one column has no variation left once centred
             reference = reference_curve(query, stem, period)
             np.testing.assert_allclose(alignment.curve, reference, atol=1e-5)
