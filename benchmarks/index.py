@@ -36,9 +36,10 @@ from common import emit
 
 from stemserver import audio
 from stemserver.device import select_device, set_threads
-from stemserver.embedding import stem_embedder
+from stemserver.inference import stem_embedder
 from stemserver.library import Library
 from stemserver.model import ENCODER_PRESETS, ModelConfig, StemJEPA
+from stemserver.window import QUERY_SECONDS
 
 EXTENSIONS = ("wav", "flac")  # both 16-bit PCM
 NOTE_S = 2.0  # a note decays to -70 dB in 2 s
@@ -93,7 +94,7 @@ def run_size(size: str, folder: Path, workdir: Path, device: torch.device, decod
     torch.manual_seed(0)
     model = StemJEPA(ModelConfig.preset(size)).to(device).eval()
     embed = TimedEmbedder(stem_embedder(model, device))
-    embed.embed(np.zeros(int(8.0 * audio.SAMPLE_RATE), np.float32))  # warm-up, not counted
+    embed.embed(np.zeros(int(QUERY_SECONDS * audio.SAMPLE_RATE), np.float32))  # warm-up, not counted
     with Library(workdir / f"library-{size}", create=True) as library:
         report = library.scan([folder], embed, fingerprint=f"benchmark-{size}", checkpoint_name=size, progress=False)
     if report.failed:

@@ -47,12 +47,12 @@ from stemserver.index import IndexSettings, build_index, window_starts
 from stemserver.library import Library
 from stemserver.model import ENCODER_PRESETS, ModelConfig, StemJEPA
 from stemserver.text import LabelEmbedder
+from stemserver.window import QUERY_SECONDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search import SyntheticVectors, percentiles_ms, write_library  # noqa: E402
 
 MIX_RATE = 44_100
-QUERY_SECONDS = 8.0
 STEM_SECONDS = 30.0
 INSTRUMENT = "bass"
 TEXT_DIM = 384  # MiniLM's; the label cache is random, as the weights are

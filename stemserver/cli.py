@@ -14,6 +14,7 @@ from pathlib import Path
 from stemserver import __version__, arguments
 from stemserver.errors import StemserverError
 from stemserver.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE, run_main
+from stemserver.window import QUERY_SECONDS
 
 CHECKPOINT_HELP = "model bundle (.safetensors; default: the bundled default model)"
 
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders or files to index")
     index.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
     index.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
-    index.add_argument("--tile-loops", action="store_true", help="repeat files shorter than 8 s to fill the "
-                       "window before embedding them")
+    index.add_argument("--tile-loops", action="store_true",
+                       help=f"repeat files shorter than {QUERY_SECONDS:g} s to fill the window before embedding them")
     index.add_argument("--hop", type=arguments.positive_float, default=4.0, metavar="S",
                        help="hop between the 8 s search windows of long files, in seconds (default 4)")
     index.add_argument("--trees", type=arguments.positive_int, default=50, metavar="N",
@@ -110,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--instrument", "-i", required=True, type=arguments.non_empty_text,
                        help="free text, e.g. 'bass' or 'nylon guitar'")
     query.add_argument("-k", type=arguments.positive_int, default=10, help="number of stems (default 10)")
-    query.add_argument("--seconds", type=arguments.positive_float, default=8.0, metavar="S",
-                       help="use the last S seconds of the mix (default 8; a server takes 2 to 30)")
+    query.add_argument("--seconds", type=arguments.positive_float, default=QUERY_SECONDS, metavar="S",
+                       help=f"use the last S seconds of the mix (default {QUERY_SECONDS:g}; a server takes 2 to 30)")
     query.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
     query.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     query.add_argument("--folder", help="only stems under this folder")
@@ -211,12 +212,12 @@ def _embed(args: argparse.Namespace) -> int:
 
     from stemserver import audio
     from stemserver.checkpoint import load_model
-    from stemserver.embedding import embed_audio
+    from stemserver.inference import encode_audio
 
     settings = _settings(args)
     checkpoint, model, device = load_model(_checkpoint_path(settings), settings)
     samples, info = audio.load(args.file, checkpoint.config.front_end.sample_rate, settings.max_audio_seconds)
-    grid = embed_audio(model, samples, device, target=args.target)
+    grid = encode_audio(model, samples, device, target=args.target)
     if args.save:
         np.save(args.save, grid)
     mean = grid.mean(axis=(0, 1))
@@ -252,18 +253,17 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _predict(model, checkpoint, settings, grid, instrument: str, device) -> dict:
-    """Run the predictor on an encoded grid for one instrument; summarise what it predicts."""
+    """Run the predictor on an encoded grid (rows, columns, d) for one instrument; summarise what it predicts."""
     import numpy as np
     import torch
 
-    from stemserver.device import inference
+    from stemserver.inference import predict_columns
 
     text = checkpoint.label_embedder(settings.text, device=str(device)).embed([instrument])
-    with inference(device):
-        predicted = model.predict(torch.from_numpy(grid)[None].to(device), text.to(device))[0].float().cpu().numpy()
+    predicted = predict_columns(model, torch.from_numpy(grid)[None].to(device), text)[0]  # (columns, rows, d)
     a, b = predicted.mean(axis=(0, 1)), grid.mean(axis=(0, 1))
     cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-    return {"instrument": instrument, "shape": list(predicted.shape), "cosine_to_mix": round(cosine, 4)}
+    return {"instrument": instrument, "shape": list(grid.shape), "cosine_to_mix": round(cosine, 4)}
 
 
 def _index(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
 """One query, end to end: a mix and an instrument name in, ranked stems with offsets out.
 
 The CLI and the server answer queries through `Engine`, so there is exactly one place where a
-query's steps and their order live (the evaluation, which needs no library, reuses the same
-representation functions from stemserver.embedding):
+query's steps and their order live; the model's part of them is stemserver.inference, which the
+evaluation (it needs no library) and the library indexer call too:
 
     mix (last N s) -> log-mel -> encoder -> predictor(instrument) -> query vector + columns
         -> library candidates -> exact re-rank -> best offset of each of the top k
@@ -24,15 +24,16 @@ import numpy as np
 import torch
 
 from stemserver import audio
-from stemserver.alignment import best_shift
+from stemserver.alignment import best_shifts
 from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.config import Settings
-from stemserver.device import inference, select_device, set_threads
-from stemserver.embedding import mean_vector
+from stemserver.device import select_device, set_threads
 from stemserver.errors import AudioError
 from stemserver.files import sha256_file
 from stemserver.index import Filters, Hit, LibraryIndex
+from stemserver.inference import mean_vector, query_columns
 from stemserver.library import Library
+from stemserver.window import QUERY_SECONDS
 
 MIN_QUERY_S = 2.0
 SILENCE_PEAK = 1e-4  # about -80 dBFS
@@ -74,9 +75,14 @@ class Query:
 
 
 class Engine:
-    """The model (loaded once), its label cache and a library index. Thread-safe."""
+    """The model (loaded once), its label cache and a library index. Thread-safe.
 
-    def __init__(self, checkpoint_path: str | Path, library_dir: str | Path, settings: Settings = Settings()):
+    `preload_text` starts loading the text model in the background (a long-running server wants
+    it; a one-shot query does not), so no query for a name outside the label cache waits for the
+    whole load."""
+
+    def __init__(self, checkpoint_path: str | Path, library_dir: str | Path, settings: Settings = Settings(),
+                 preload_text: bool = False):
         set_threads(settings.threads)
         self.device = select_device(settings.device)
         self.settings = settings
@@ -85,6 +91,7 @@ class Engine:
         self.fingerprint = sha256_file(self.checkpoint_path)
         self.model = self.checkpoint.build_model(self.device)
         self.labels = self.checkpoint.label_embedder(settings.text, device=str(self.device))
+        self.text_loading = self.labels.load_in_background() if preload_text else None
         self.library_dir = Path(library_dir).expanduser()
         self._index_lock = threading.Lock()
         self._model_lock = threading.Lock()
@@ -110,20 +117,20 @@ class Engine:
     # -- queries ------------------------------------------------------------------------------
 
     def prepare_query(
-        self, samples: np.ndarray, sample_rate: int, seconds: float = 8.0, source: str = "mix"
+        self, samples: np.ndarray, sample_rate: int, seconds: float = QUERY_SECONDS, source: str = "mix"
     ) -> np.ndarray:
         """Validated mono samples of the last `seconds` of a mix (any rate, mono or stereo)."""
         mono = audio.prepare(samples, sample_rate, self.sample_rate, source=source)
         mono = mono[-int(seconds * self.sample_rate):]
         if len(mono) < MIN_QUERY_S * self.sample_rate:
             raise AudioError(f"{source}: {len(mono) / self.sample_rate:.2f} s of audio; a query needs at least "
-                             f"{MIN_QUERY_S:.0f} s (8 s works best)")
+                             f"{MIN_QUERY_S:.0f} s ({QUERY_SECONDS:g} s works best)")
         if np.abs(mono).max() < SILENCE_PEAK:
             raise AudioError(f"{source}: the audio is silent; send the mix while it plays")
         return mono
 
     def query_file(self, path: str | Path, instrument: str, k: int = 10, filters: Filters = Filters(),
-                   seconds: float = 8.0) -> QueryResult:
+                   seconds: float = QUERY_SECONDS) -> QueryResult:
         start = time.perf_counter()
         samples, _ = audio.load(path, self.sample_rate, self.settings.max_audio_seconds)
         mono = self.prepare_query(samples, self.sample_rate, seconds, source=str(path))
@@ -160,15 +167,8 @@ class Engine:
         text = self.labels.embed([q.instrument for q in queries]).to(self.device)
         lap("text")
         waveforms = torch.from_numpy(np.stack([q.samples for q in queries])).to(self.device)
-        with self._model_lock, inference(self.device):
-            mel = self.model.front_end(waveforms)
-            _synchronize(self.device)
-            lap("front_end")
-            grid = self.model.encoder(mel)
-            _synchronize(self.device)
-            lap("encoder")
-            predicted = self.model.predictor(grid, text).float().permute(0, 2, 1, 3).cpu().numpy()  # (B, cols, rows, d)
-            lap("predictor")
+        with self._model_lock:
+            predicted = query_columns(self.model, waveforms, text, on_stage=lap)  # (B, cols, rows, d)
         with self._index_lock:
             index = self.index
         hits = [index.search(mean_vector(p), q.k, q.filters) for p, q in zip(predicted, queries)]
@@ -184,11 +184,10 @@ class Engine:
     def _align(self, index: LibraryIndex, predicted: np.ndarray, hits: list[Hit]) -> list[StemMatch]:
         matches = []
         query_s = len(predicted) * self.seconds_per_column
-        for rank, hit in enumerate(hits, start=1):
-            stem = index.columns(hit.file)
-            loop = hit.file.duration_s < query_s
-            period = hit.file.duration_s / self.seconds_per_column if loop else None
-            alignment = best_shift(predicted, stem, period)
+        loops = [hit.file.duration_s < query_s for hit in hits]
+        periods = [hit.file.duration_s / self.seconds_per_column if loop else None for hit, loop in zip(hits, loops)]
+        alignments = best_shifts(predicted, [index.columns(hit.file) for hit in hits], periods)
+        for rank, (hit, loop, alignment) in enumerate(zip(hits, loops, alignments), start=1):
             offset = alignment.shift_columns * self.seconds_per_column
             at_end = (offset + query_s) % hit.file.duration_s if loop else offset + query_s
             matches.append(StemMatch(
@@ -202,16 +201,9 @@ class Engine:
 
     def _warm_up(self) -> None:
         """One forward pass at start-up, so the first real query does not pay for lazy init."""
-        silence = np.zeros(int(8.0 * self.sample_rate), np.float32)
-        text = torch.zeros(1, self.checkpoint.config.text_dim, device=self.device)
-        with self._model_lock, inference(self.device):
-            self.model.predict(self.model.encode(torch.from_numpy(silence)[None].to(self.device)), text)
+        silence = torch.zeros(1, int(QUERY_SECONDS * self.sample_rate), device=self.device)
+        with self._model_lock:
+            query_columns(self.model, silence, torch.zeros(1, self.checkpoint.config.text_dim))
 
     def known_instruments(self) -> list[str]:
         return self.labels.known_labels
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-

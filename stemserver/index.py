@@ -25,8 +25,8 @@ from annoy import AnnoyIndex
 from tqdm import tqdm
 
 from stemserver.annoy_file import annoy_file_problem
-from stemserver.embedding import mean_vector
 from stemserver.files import atomic_path
+from stemserver.inference import mean_vector
 from stemserver.library import (
     GARBLED,
     DamagedEmbeddings,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from stemserver.checkpoint import load_model
 from stemserver.config import Settings
-from stemserver.embedding import stem_embedder
 from stemserver.files import sha256_file
 from stemserver.index import IndexSettings, build_index
+from stemserver.inference import stem_embedder
 from stemserver.library import DamagedEmbeddings, Library, ScanReport
 
 

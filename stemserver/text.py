@@ -8,8 +8,9 @@ Two backends share one small interface (embed, identity, dim):
   files must be fetched by hand, and laion-clap needs torchvision.
 
 A checkpoint stores its backend's identity() and the embeddings of every label it knows
-(LabelEmbedder). Serving answers those labels from the cache and only loads the text model, once,
-when a producer types a label the cache has never seen.
+(LabelEmbedder). Serving answers those labels from the cache and loads the text model once: in the
+background at start-up (`LabelEmbedder.load_in_background`, what the server does), or else when a
+producer types a label the cache has never seen.
 """
 
 import contextlib
@@ -302,11 +303,12 @@ class LabelEmbedder:
     """Label -> text embedding, from a cache first and from the text model only when needed.
 
     The cache ships inside the checkpoint, so a server can answer every label seen in training
-    (and the standard vocabulary) without ever loading a text model. The first unknown label
-    loads the backend, once even under concurrent requests; the request that needs it waits,
-    requests for known labels do not. New labels join the in-memory cache. A backend that fails
-    to load is not retried: every later unknown label gets the same explanation at once instead
-    of another slow attempt.
+    (and the standard vocabulary) without ever loading a text model. The backend is loaded once,
+    even under concurrent requests: by `load_in_background`, or by the first unknown label. A
+    request for an unknown label waits for the load (or what remains of it); requests for known
+    labels never do. New labels join the in-memory cache. A backend that fails to load is not
+    retried: every later unknown label gets the same explanation at once instead of another slow
+    attempt.
     """
 
     def __init__(self, labels: list[str], embeddings: torch.Tensor, backend_identity: dict,
@@ -356,6 +358,17 @@ class LabelEmbedder:
     def dim(self) -> int:
         return self._embeddings.shape[1]
 
+    def load_in_background(self) -> threading.Thread:
+        """Start loading the text backend in a daemon thread (a no-op once loaded or failed), so
+        the first unknown label does not pay for the load; returns the thread."""
+        thread = threading.Thread(target=self._load_once, name="text-model-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _load_once(self) -> None:
+        with self._backend_lock:
+            self._ensure_backend()
+
     def embed(self, labels: list[str]) -> torch.Tensor:
         """(N, dim) unit vectors, one per label; labels are normalised ("Bass_Guitar")."""
         keys = [normalize_label(label) for label in labels]
@@ -385,6 +398,13 @@ class LabelEmbedder:
 
     def _load_backend(self, missing: list[str]) -> TextBackend:
         """The backend, loaded on first use; called with _backend_lock held."""
+        self._ensure_backend()
+        if self._backend is None:
+            raise UnknownLabelError(self._unknown_message(missing)) from self._backend_error
+        return self._backend
+
+    def _ensure_backend(self) -> None:
+        """Load the backend unless that was done or failed; called with _backend_lock held."""
         if self._backend is None and self._backend_error is None:
             if self._loader is None:
                 self._backend_error = TextModelError(
@@ -394,9 +414,6 @@ class LabelEmbedder:
                     self._backend = self._checked(self._loader())
                 except TextModelError as e:
                     self._backend_error = e
-        if self._backend is None:
-            raise UnknownLabelError(self._unknown_message(missing)) from self._backend_error
-        return self._backend
 
     def _checked(self, backend: TextBackend) -> TextBackend:
         if backend.dim != self.dim:

