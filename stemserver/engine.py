@@ -65,6 +65,13 @@ class QueryResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def add_decode_time(self, milliseconds: float) -> None:
+        """Count the time spent decoding and preparing the query's audio, before the engine saw it, as
+        the first stage: `total` is the server's whole time for the query."""
+        decode = round(milliseconds, 3)
+        total = round(self.timings_ms.get("total", 0.0) + decode, 3)
+        self.timings_ms = {"decode": decode, **self.timings_ms, "total": total}
+
 
 @dataclass(frozen=True)
 class Query:
@@ -136,7 +143,7 @@ class Engine:
         mono = self.prepare_query(samples, self.sample_rate, seconds, source=str(path))
         decode_ms = (time.perf_counter() - start) * 1e3
         result = self.query_batch([Query(mono, instrument, k, filters)])[0]
-        result.timings_ms = {"decode": round(decode_ms, 3), **result.timings_ms}
+        result.add_decode_time(decode_ms)
         return result
 
     def query(self, query: Query) -> QueryResult:

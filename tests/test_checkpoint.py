@@ -114,6 +114,7 @@ def test_a_missing_file_says_how_to_pass_one(tmp_path: Path):
         load_checkpoint(tmp_path / "absent.safetensors")
 
 
+@pytest.mark.slow
 def test_the_label_cache_serves_known_labels_and_embeds_new_ones_with_the_real_text_model(tmp_path: Path):
     pytest.importorskip("sentence_transformers")
     from stemserver.config import TextSettings

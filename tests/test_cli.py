@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 import yaml
 from conftest import tone
@@ -44,6 +45,7 @@ def test_version():
     assert stemserver("--version").stdout.strip() == f"stemserver {__version__}"
 
 
+@pytest.mark.slow
 def test_doctor_json_reports_versions_and_device():
     result = stemserver("doctor", "--json", "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -54,6 +56,7 @@ def test_doctor_json_reports_versions_and_device():
     assert set(report["optional"]) >= {"sentence-transformers", "laion-clap", "sounddevice"}
 
 
+@pytest.mark.slow
 def test_doctor_text_mentions_how_to_install_what_is_missing():
     result = stemserver("doctor")
     assert result.returncode == 0
@@ -63,6 +66,7 @@ def test_doctor_text_mentions_how_to_install_what_is_missing():
             assert "install" in line
 
 
+@pytest.mark.slow
 def test_doctor_reports_a_broken_checkpoint_without_crashing(tmp_path: Path):
     broken = tmp_path / "broken.safetensors"
     broken.write_text("garbage")
@@ -73,6 +77,7 @@ def test_doctor_reports_a_broken_checkpoint_without_crashing(tmp_path: Path):
     assert "not a readable checkpoint" in json.loads(result.stdout)["checkpoint"]["error"]
 
 
+@pytest.mark.slow
 def test_embed_prints_the_grid_shape_and_saves_it(tmp_path: Path, checkpoint_path: Path):
     stereo = np.stack([tone(220.0, 8.0, 44_100), tone(330.0, 8.0, 44_100)], axis=1)
     soundfile.write(tmp_path / "mix.flac", stereo, 44_100)
@@ -90,6 +95,7 @@ def test_embed_prints_the_grid_shape_and_saves_it(tmp_path: Path, checkpoint_pat
     assert "5 frequency rows x 50 columns" in human.stdout and "target encoder" in human.stdout
 
 
+@pytest.mark.slow
 def test_embed_errors_are_one_clear_line_and_exit_1(tmp_path: Path, checkpoint_path: Path):
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("hello")
@@ -122,6 +128,7 @@ def test_a_bad_config_file_exits_1_naming_the_key(tmp_path: Path):
     assert result.returncode == 1 and "unknown key 'thread'" in result.stderr
 
 
+@pytest.mark.slow
 def test_embed_with_an_instrument_runs_the_predictor(tmp_path: Path, checkpoint_path: Path):
     soundfile.write(tmp_path / "mix.wav", tone(220.0, 3.0, 16_000), 16_000)
     result = stemserver("embed", str(tmp_path / "mix.wav"), "--checkpoint", str(checkpoint_path),

@@ -28,6 +28,8 @@ from stemserver_training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont
 from stemserver_training.corpus.scores import Bar, Part, Score, ScoreNote, Work, eligible_works
 from stemserver_training.corpus.variants import plan_track
 
+pytestmark = pytest.mark.slow  # the whole file: subprocesses, rendering or training (README: test tiers)
+
 SECONDS = 6.0
 WORKS = 3
 renders = pytest.mark.skipif(

@@ -25,6 +25,8 @@ from stemserver.library import Library
 from stemserver_training.cache import build_cache
 from stemserver_training.datasets import read_moisesdb
 
+pytestmark = pytest.mark.slow  # the whole file: subprocesses, rendering or training (README: test tiers)
+
 ROOT = Path(__file__).parent.parent
 TOOL = ROOT / "tools" / "make_demo_library.py"
 RATE = 16_000

@@ -217,6 +217,7 @@ def stemserver(*args: str) -> subprocess.CompletedProcess:
                           env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "STEMSERVER_CONFIG": ""})
 
 
+@pytest.mark.slow
 def test_the_cli_indexes_queries_and_manages_a_library(tmp_path: Path, identity_checkpoint: Path):
     samples = tmp_path / "samples"
     samples.mkdir()

@@ -12,6 +12,8 @@ import pytest
 import soundfile
 from conftest import melody
 
+pytestmark = pytest.mark.slow  # the whole file: subprocesses, rendering or training (README: test tiers)
+
 ENV = {**os.environ, "STEMSERVER_CONFIG": ""}  # never read the developer's own config
 
 

@@ -18,6 +18,8 @@ from conftest import melody
 
 from stemserver.files import sha256_file
 
+pytestmark = pytest.mark.slow  # the whole file: subprocesses, rendering or training (README: test tiers)
+
 ENV = {**os.environ, "STEMSERVER_CONFIG": ""}  # never read the developer's own config
 NODE_BYTES = 4 * (3 + 64)  # one Annoy node of the tiny model's 64 dimensions
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the whole file: subprocesses, rendering or training (README: test tiers)
+
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "STEMSERVER_CONFIG": ""}
 

@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import make_checkpoint
 
 from stemserver.checkpoint import load_checkpoint
 from stemserver.files import sha256_file
+
+pytestmark = pytest.mark.slow  # the whole file: subprocesses, rendering or training (README: test tiers)
 
 TOOL = Path(__file__).parents[1] / "tools" / "ship_default_model.py"
 

@@ -38,6 +38,8 @@ from stemserver_training.signals import stop_on_signals
 from stemserver_training.state import bundle_of, latest_checkpoint
 from stemserver_training.train import train
 
+pytestmark = pytest.mark.slow  # the whole file: subprocesses, rendering or training (README: test tiers)
+
 RATE = 16_000
 CONFIGS = Path(__file__).parents[1] / "training" / "configs"
 LABELS = {"lead.wav": ["synth lead", "square lead"], "bass.wav": ["bass", "synth bass"],

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stemserver import __version__, audio
-from stemserver.engine import Engine, Query
+from stemserver.engine import Engine, Query, QueryResult
 from stemserver.server.capture import LiveCapture
 from stemserver.server.protocol import PROTOCOL_VERSION, ProtocolError, QueryOptions, error_from_exception
 from stemserver.server.worker import Worker
@@ -73,13 +73,15 @@ class Service:
 
     def _answer(self, jobs: list[tuple[AudioSource, QueryOptions]]) -> list:
         """Runs in the worker thread: prepare each query's audio, then one batched engine call."""
-        queries, results = [], [None] * len(jobs)
+        queries, results, decode_ms = [], [None] * len(jobs), [0.0] * len(jobs)
         for i, (source, options) in enumerate(jobs):
+            start = time.perf_counter()
             try:
                 queries.append((i, Query(self._samples(source, options), options.instrument, options.k,
                                          options.filters)))
             except Exception as e:
                 results[i] = e
+            decode_ms[i] = (time.perf_counter() - start) * 1e3
         if queries:
             try:
                 answers = self.engine.query_batch([q for _, q in queries])
@@ -91,6 +93,8 @@ class Service:
                     except Exception as e:
                         answers.append(e)
             for (i, _), answer in zip(queries, answers):
+                if isinstance(answer, QueryResult):
+                    answer.add_decode_time(decode_ms[i])
                 results[i] = answer
         return results
 
