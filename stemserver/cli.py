@@ -28,7 +28,9 @@ TRAINING_VERBS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with `verb`, only that verb's parser (what a single command needs: a
+    `query --server` spawned on every REAPER "Find" does not pay for building the others)."""
     parser = argparse.ArgumentParser(
         prog="stemserver",
         description="Find the stem that fits a mix: a local server, a sample-library indexer and the trainer.",
@@ -44,11 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU threads for torch (default: one per core)")
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
+    for name, add_verb in VERBS.items():
+        if verb in (None, name):
+            add_verb(verbs, common)
+    if verb is None:
+        for name, (_, _, summary) in TRAINING_VERBS.items():  # parsed by the trainer's own command line
+            verbs.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def _doctor_verb(verbs, common: argparse.ArgumentParser) -> None:
     doctor = verbs.add_parser("doctor", parents=[common], help="check the installation and print what is missing",
                               description="Print versions, the chosen device, and which optional parts are "
                               "missing with how to install them. Exits 1 if a required part is missing.")
     doctor.set_defaults(run=_doctor)
 
+
+def _embed_verb(verbs, common: argparse.ArgumentParser) -> None:
     embed = verbs.add_parser("embed", parents=[common], help="encode an audio file and summarise its embedding",
                              description="Decode FILE, encode it with the checkpoint's encoder and print the "
                              "shape of the embedding grid (frequency rows x 160 ms columns x dimension); "
@@ -61,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--save", type=Path, metavar="PATH.npy", help="also write the grid to a .npy file")
     embed.set_defaults(run=_embed)
 
+
+def _index_verb(verbs, common: argparse.ArgumentParser) -> None:
     index = verbs.add_parser("index", parents=[common], help="index audio folders into a sample library",
                              description="Scan folders recursively for audio, embed new or changed files, drop "
                              "removed ones, and rebuild the search index (a running server switches to it on "
@@ -81,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "outside the given folders (by default only those that stay inside are followed)")
     index.set_defaults(run=_index)
 
+
+def _library_verb(verbs, common: argparse.ArgumentParser) -> None:
     library = verbs.add_parser("library", parents=[common], help="inspect, check, repair or edit a sample library",
                                description="stats: counts and sizes; list: indexed files; remove PATH...: forget "
                                "files (all must be in the library, else nothing is removed); verify: check the "
@@ -94,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "it must be the one the library was built with (default: the bundled default model)")
     library.set_defaults(run=_library)
 
+
+def _query_verb(verbs, common: argparse.ArgumentParser) -> None:
     query = verbs.add_parser("query", parents=[common], help="find stems that fit a mix",
                              description="Encode the last seconds of MIX, predict the embedding of a stem of the "
                              "given instrument, and list the best stems of the library with the offset at which "
@@ -124,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--exclude", action="append", default=[], metavar="PATH", help="never return this file")
     query.set_defaults(run=_query)
 
+
+def _serve_verb(verbs, common: argparse.ArgumentParser) -> None:
     serve = verbs.add_parser("serve", parents=[common], help="run the OSC + WebSocket server",
                              description="Serve queries over OSC (UDP) and WebSocket until SIGINT/SIGTERM. "
                              "The wire contract is docs/protocol.md. Prints one 'stemserver: ready ...' line "
@@ -153,14 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "the default library is empty")
     serve.set_defaults(run=_serve)
 
-    for verb, (_, _, summary) in TRAINING_VERBS.items():  # parsed by the trainer's own command line
-        verbs.add_parser(verb, help=summary, add_help=False)
 
+def _config_verb(verbs, common: argparse.ArgumentParser) -> None:
     config = verbs.add_parser("config", parents=[common], help="print the effective settings as commented YAML",
                               description="Print the settings in effect (defaults, the config file, then flags) "
                               "as YAML with each key documented: a valid config file to start from.")
     config.set_defaults(run=_config)
-    return parser
+
+
+VERBS = {"doctor": _doctor_verb, "embed": _embed_verb, "index": _index_verb, "library": _library_verb,
+         "query": _query_verb, "serve": _serve_verb, "config": _config_verb}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
         module, prefix, _ = TRAINING_VERBS[argv[0]]
         return importlib.import_module(module).main(prefix + argv[1:])
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv and argv[0] in VERBS else None)
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()

@@ -30,6 +30,19 @@ def test_help_lists_every_verb_and_each_verb_has_help():
         assert stemserver(verb, "--help").returncode == 0
 
 
+@pytest.mark.parametrize("argv", [
+    ["query", "mix.wav", "-i", "warm pad", "-k", "3", "--server", "osc://127.0.0.1:9000", "--exclude", "/a.wav"],
+    ["serve", "--osc-port", "0", "--allow-origin", "http://localhost:3000", "--queue", "4", "--json"],
+    ["index", "/samples", "--hop", "2", "--follow-symlinks"],
+    ["library", "remove", "/a.wav", "/b.wav"],
+])
+def test_a_verbs_own_parser_reads_its_arguments_as_the_whole_command_line_does(argv):
+    from stemserver.cli import build_parser
+
+    whole, alone = vars(build_parser().parse_args(argv)), vars(build_parser(argv[0]).parse_args(argv))
+    assert whole == alone and whole["verb"] == argv[0]
+
+
 def test_no_verb_prints_usage_and_exits_2():
     result = stemserver()
     assert result.returncode == 2 and "usage" in result.stdout
