@@ -6,48 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
-
-
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
-    return value
-
-
-def port(text: str) -> int:
-    """A TCP/UDP port, 0 meaning any free one."""
-    value = _int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535 (0: any free port), got {text}")
-    return value
-
-
-def non_empty_text(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty or only spaces")
-    return text.strip()
+from collections.abc import Callable
 
 
 def _int(text: str) -> int:
@@ -65,3 +24,28 @@ def _float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
+
+
+def _ranged(parse: Callable[[str], float], accept: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """An argparse type: `parse` the text, then refuse a value that `accept` rejects, saying the `rule`."""
+
+    def check(text: str):
+        value = parse(text)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return check
+
+
+positive_int = _ranged(_int, lambda value: value >= 1, "at least 1")
+non_negative_int = _ranged(_int, lambda value: value >= 0, "at least 0")
+positive_float = _ranged(_float, lambda value: value > 0, "a finite number greater than 0")
+non_negative_float = _ranged(_float, lambda value: value >= 0, "a finite number of at least 0")
+port = _ranged(_int, lambda value: 0 <= value <= 65535, "a port from 0 to 65535 (0: any free port)")
+
+
+def non_empty_text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty or only spaces")
+    return text.strip()
