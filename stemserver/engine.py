@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from stemserver import audio
-from stemserver.alignment import best_shifts
+from stemserver.alignment import NotFinite, align_rows
 from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.config import Settings
 from stemserver.device import select_device, set_threads
@@ -186,7 +186,12 @@ class Engine:
         query_s = len(predicted) * self.seconds_per_column
         loops = [hit.file.duration_s < query_s for hit in hits]
         periods = [hit.file.duration_s / self.seconds_per_column if loop else None for hit, loop in zip(hits, loops)]
-        alignments = best_shifts(predicted, [index.columns(hit.file) for hit in hits], periods)
+        records = [hit.file for hit in hits]
+        rows, centrings = index.candidate_columns(records)
+        try:
+            alignments = align_rows(predicted, rows, [record.columns for record in records], periods, centrings)
+        except NotFinite as e:
+            raise index.damaged(records[e.stems[0]]) from e
         for rank, (hit, loop, alignment) in enumerate(zip(hits, loops, alignments), start=1):
             offset = alignment.shift_columns * self.seconds_per_column
             at_end = (offset + query_s) % hit.file.duration_s if loop else offset + query_s

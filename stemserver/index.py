@@ -15,16 +15,20 @@ re-ranked by exact cosine on the full vectors.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from annoy import AnnoyIndex
 from tqdm import tqdm
 
+from stemserver.alignment import Centring, stem_centring
 from stemserver.annoy_file import annoy_file_problem
+from stemserver.columns import CentringWriter, StoredCentring, damaged_embedding, read_rows
 from stemserver.files import atomic_path
 from stemserver.inference import mean_vector
 from stemserver.library import (
@@ -33,7 +37,6 @@ from stemserver.library import (
     FileRecord,
     Library,
     LibraryError,
-    load_columns,
     repair_advice,
 )
 from stemserver.selection import Filters
@@ -76,20 +79,8 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
     sound = [record for record in records if record.path not in damaged]
     if not sound:
         raise DamagedEmbeddings(damaged, library.root)
-    vectors = np.empty((len(owners), library.load_columns(sound[0]).shape[-1]), np.float32)
-    row = 0
-    for record in tqdm(records, desc="window vectors", unit="file", disable=not progress or None):
-        starts = window_starts(record.columns, settings.window_columns, settings.hop_columns)
-        if record.path not in damaged:
-            columns = library.load_columns(record)
-            with np.errstate(invalid="ignore", over="ignore"):  # garbled values are found just below
-                for i, first in enumerate(starts):
-                    vectors[row + i] = mean_vector(columns[first : first + settings.window_columns])
-            if not np.isfinite(vectors[row : row + len(starts)]).all():  # a NaN anywhere reaches some window's mean
-                damaged[record.path] = GARBLED
-        row += len(starts)
-    if damaged:
-        raise DamagedEmbeddings(damaged, library.root)
+    first = library.load_columns(sound[0])
+    vectors = np.empty((len(owners), first.shape[-1]), np.float32)
     index_root = library.root / "index"
     try:
         previous = read_current(index_root)
@@ -100,6 +91,24 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
     if folder.exists():
         shutil.rmtree(folder)  # leftover of a build that died before switching
     folder.mkdir(parents=True)
+    centring = CentringWriter(folder, sound, math.prod(first.shape[1:]))
+    row = 0
+    for record in tqdm(records, desc="window vectors", unit="file", disable=not progress or None):
+        starts = window_starts(record.columns, settings.window_columns, settings.hop_columns)
+        if record.path not in damaged:
+            columns = library.load_columns(record)
+            with np.errstate(invalid="ignore", over="ignore"):  # garbled values are found just below
+                for i, first_column in enumerate(starts):
+                    vectors[row + i] = mean_vector(columns[first_column : first_column + settings.window_columns])
+            if np.isfinite(vectors[row : row + len(starts)]).all():  # a NaN anywhere reaches some window's mean
+                centring.add(record, columns)
+            else:
+                damaged[record.path] = GARBLED
+        row += len(starts)
+    if damaged:
+        shutil.rmtree(folder)
+        raise DamagedEmbeddings(damaged, library.root)
+    centring.close()
     np.save(folder / "vectors.npy", vectors.astype(np.float16))
     np.save(folder / "windows.npy", owners)
     # The file records this generation was built from: what `library repair` rebuilds a lost database from.
@@ -197,6 +206,7 @@ class LibraryIndex:
             self.windows = np.load(folder / "windows.npy")
             pca = np.load(folder / "pca.npz") if (folder / "pca.npz").is_file() else None
             self.pca = (pca["mean"], pca["components"]) if pca is not None else None
+            self.centring = StoredCentring.load(folder)
         except (OSError, ValueError, KeyError) as e:
             raise _damaged(folder, str(e)) from e
         problem = self._problem(folder, thorough=False)
@@ -225,6 +235,9 @@ class LibraryIndex:
             return f"the PCA projection has shape {self.pca[1].shape}"
         if thorough and not np.isfinite(self.vectors).all():
             return "vectors.npy holds NaN or infinite values"
+        problem = self.centring.problem(thorough) if self.centring is not None else None
+        if problem:
+            return problem
         annoy_bytes = (folder / "annoy.ann").stat().st_size if (folder / "annoy.ann").is_file() else 0
         if info.get("annoy_bytes", annoy_bytes) != annoy_bytes:
             return f"annoy.ann is {annoy_bytes} bytes, not the {info['annoy_bytes']} it was built with (truncated?)"
@@ -238,8 +251,17 @@ class LibraryIndex:
         problem = self._problem(self.root / "index" / self.info["folder"], thorough=True)
         return [str(_damaged(self.root / "index" / self.info["folder"], problem))] if problem else []
 
-    def columns(self, record: FileRecord) -> np.ndarray:
-        return load_columns(self.root, record)
+    def candidate_columns(self, records: list[FileRecord]) -> tuple[torch.Tensor, list[Centring]]:
+        """The records' columns as one float32 (their columns in all, D) tensor, and the centring of
+        each: stored with the generation, or computed here for an embedding it lacks."""
+        rows = read_rows(self.root, records)
+        stored = [self.centring.get(record) if self.centring is not None else None for record in records]
+        return rows, [centring if centring is not None else stem_centring(part)
+                      for centring, part in zip(stored, rows.split([record.columns for record in records]))]
+
+    def damaged(self, record: FileRecord) -> LibraryError:
+        """The error for an embedding whose values turned out NaN or infinite at query time."""
+        return damaged_embedding(self.root, record, GARBLED.removeprefix("its embedding ") + " since it was indexed")
 
     def search(self, query: np.ndarray, k: int, filters: Filters = Filters(), over_fetch: int = 10) -> list[Hit]:
         """The k best files for a unit query vector, each with its best window.
