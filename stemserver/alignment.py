@@ -36,7 +36,7 @@ class Alignment:
 
 class Centring(NamedTuple):
     mean: torch.Tensor  # (D,) float32: the stem's mean column
-    norms: torch.Tensor  # (columns,) float32: the norm of each column minus that mean
+    norms: torch.Tensor  # (columns,) float32: the norm of each column minus that mean; inf where it is 0
 
 
 class NotFinite(ValueError):
@@ -62,52 +62,56 @@ def best_shift(query: np.ndarray, stem: np.ndarray, period: float | None = None)
 
 
 def best_shifts(query: np.ndarray, stems: Sequence[np.ndarray], periods: Sequence[float | None]) -> list[Alignment]:
-    """`best_shift(query, stem, period)` for each of a query's candidate stems (see `align_rows`)."""
-    lengths = [len(stem) for stem in stems]
-    if 0 in lengths:
+    """`best_shift(query, stem, period)` for each of a query's candidate stems (see `align_stems`)."""
+    if any(len(stem) == 0 for stem in stems):
         raise ValueError("cannot align an empty sequence")
-    rows = _rows(stems) if stems else torch.empty(0, 0)
-    return align_rows(query, rows, lengths, periods, [stem_centring(s) for s in rows.split(lengths)] if stems else [])
+    rows = [_rows([stem]) for stem in stems]
+    return align_stems(query, rows, periods, [stem_centring(r) for r in rows])
 
 
 def stem_centring(rows: torch.Tensor) -> Centring:
     """A stem's float32 (columns, D) rows -> its mean column and the norm of each centred column:
-    all that centring it takes, and none of it depends on the query (the index stores it)."""
+    all that centring it takes, and none of it depends on the query (the index stores it).
+
+    A column equal to the mean (a one-column stem) has no direction: its norm is given as infinite,
+    so that its cosine is 0, as centring it gives, and not the rounding difference of q.s and q.m
+    divided by a clamped norm."""
     mean = rows.mean(dim=0)
-    return Centring(mean, torch.linalg.vector_norm(rows - mean, dim=1).clamp_min_(MIN_NORM))
+    norms = torch.linalg.vector_norm(rows - mean, dim=1)
+    return Centring(mean, norms.masked_fill_(norms <= MIN_NORM, torch.inf))
 
 
-def align_rows(query: np.ndarray, rows: torch.Tensor, lengths: Sequence[int], periods: Sequence[float | None],
-               centrings: Sequence[Centring]) -> list[Alignment]:
-    """Align `query` against k stems whose columns are the consecutive `lengths` runs of `rows`
-    (float32 (columns, D), as stored: not centred), each with its `stem_centring`.
+def align_stems(query: np.ndarray, stems: Sequence[torch.Tensor], periods: Sequence[float | None],
+                centrings: Sequence[Centring]) -> list[Alignment]:
+    """Align `query` against k stems, each float32 (columns, D) rows as stored (not centred), with
+    its `stem_centring`.
 
     The cosine of a centred unit query column q with a stem column s is q.(s - m) / |s - m| =
-    (q.s - q.m) / |s - m|: one product of the query with every candidate's stored columns, then a
-    subtraction and a division per cosine, instead of a centring pass over all the stems' values.
-    Raises `NotFinite` naming the stems whose columns (or centring) hold NaN or infinite values."""
-    if not len(lengths) == len(periods) == len(centrings):
-        raise ValueError(f"{len(lengths)} stems but {len(periods)} periods and {len(centrings)} centrings")
-    if len(query) == 0 or 0 in lengths:
+    (q.s - q.m) / |s - m|: a product of the query with the stored columns, then a subtraction and
+    a division per cosine, instead of a centring pass over all the stems' values. One product per
+    stem, not one over all of them concatenated: each stem's columns stay in the CPU's cache (1.7
+    against 2.1 ms for ten 30 s stems, and no concatenation). Raises `NotFinite` naming the stems
+    whose values (or centring) are NaN or infinite."""
+    if not len(stems) == len(periods) == len(centrings):
+        raise ValueError(f"{len(stems)} stems but {len(periods)} periods and {len(centrings)} centrings")
+    if len(query) == 0 or any(len(rows) == 0 for rows in stems):
         raise ValueError("cannot align an empty sequence")
-    if not lengths:
-        return []
     q = _centre(_rows([query]))
-    cosines = q @ rows.T  # (Q, all stem columns): one product for every candidate
-    means = torch.stack([c.mean for c in centrings])
-    cosines -= (q @ means.T).repeat_interleave(torch.as_tensor(lengths), dim=1)
-    norms = torch.cat([c.norms for c in centrings])
-    cosines /= norms
-    # A column equal to its stem's mean (a one-column stem) has no direction: its cosine is 0, as
-    # centring it would give, not the rounding difference of q.s and q.m blown up by the clamp.
-    degenerate = norms <= MIN_NORM
-    if degenerate.any():
-        cosines[:, degenerate] = 0.0
-    damaged = [i for i, ok in enumerate(torch.isfinite(cosines).all(dim=0).split(lengths)) if not ok.all()]
+    alignments, damaged = [], []
+    for i, (rows, period, centring) in enumerate(zip(stems, periods, centrings)):
+        cosines = q @ rows.T
+        cosines -= (q @ centring.mean)[:, None]
+        cosines /= centring.norms
+        # A NaN or an infinity in a stem column makes that column's every cosine NaN or infinite
+        # (0 * inf is NaN too), so it reaches the curve wherever the column is used.
+        with np.errstate(invalid="ignore", over="ignore"):
+            alignment = _align(cosines.numpy(), period)
+        if not np.isfinite(alignment.curve).all():
+            damaged.append(i)
+        alignments.append(alignment)
     if damaged:
         raise NotFinite(damaged)
-    curves = np.split(cosines.numpy(), np.cumsum(lengths)[:-1], axis=1)
-    return [_align(c, period) for c, period in zip(curves, periods)]
+    return alignments
 
 
 def _rows(sequences: Sequence[np.ndarray]) -> torch.Tensor:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from stemserver import audio
-from stemserver.alignment import NotFinite, align_rows
+from stemserver.alignment import NotFinite, align_stems
 from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.config import Settings
 from stemserver.device import select_device, set_threads
@@ -187,9 +187,9 @@ class Engine:
         loops = [hit.file.duration_s < query_s for hit in hits]
         periods = [hit.file.duration_s / self.seconds_per_column if loop else None for hit, loop in zip(hits, loops)]
         records = [hit.file for hit in hits]
-        rows, centrings = index.candidate_columns(records)
+        stems = index.candidate_columns(records, int(np.prod(predicted.shape[1:])))
         try:
-            alignments = align_rows(predicted, rows, [record.columns for record in records], periods, centrings)
+            alignments = align_stems(predicted, [rows for rows, _ in stems], periods, [c for _, c in stems])
         except NotFinite as e:
             raise index.damaged(records[e.stems[0]]) from e
         for rank, (hit, loop, alignment) in enumerate(zip(hits, loops, alignments), start=1):
