@@ -187,7 +187,7 @@ class Engine:
         loops = [hit.file.duration_s < query_s for hit in hits]
         periods = [hit.file.duration_s / self.seconds_per_column if loop else None for hit, loop in zip(hits, loops)]
         records = [hit.file for hit in hits]
-        stems = index.candidate_columns(records, int(np.prod(predicted.shape[1:])))
+        stems = index.candidate_columns(records, predicted.shape[1:])
         try:
             alignments = align_stems(predicted, [rows for rows, _ in stems], periods, [c for _, c in stems])
         except NotFinite as e:

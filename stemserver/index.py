@@ -253,14 +253,15 @@ class LibraryIndex:
         problem = self._problem(self.root / "index" / self.info["folder"], thorough=True)
         return [str(_damaged(self.root / "index" / self.info["folder"], problem))] if problem else []
 
-    def candidate_columns(self, records: list[FileRecord], width: int) -> list[tuple[torch.Tensor, Centring]]:
-        """Each record's columns, float32 (columns, width), and centring: from the column cache, or
-        read, with the centring stored in the generation (computed here for one it lacks)."""
+    def candidate_columns(self, records: list[FileRecord], patch: tuple[int, ...]
+                          ) -> list[tuple[torch.Tensor, Centring]]:
+        """Each record's columns, float32 (columns, prod(patch)), and centring: from the column
+        cache, or read, with the centring stored in the generation (computed here for one it lacks)."""
         found = []
         for record in records:
             entry = self.column_cache.get(record.sha256)
             if entry is None:
-                rows = read_columns(self.root, record, width)
+                rows = read_columns(self.root, record, patch)
                 stored = self.centring.get(record) if self.centring is not None else None
                 entry = (rows, stored if stored is not None else stem_centring(rows))
                 self.column_cache.put(record.sha256, *entry)
