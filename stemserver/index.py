@@ -44,7 +44,7 @@ from stemserver.selection import Filters
 WINDOW_COLUMNS = 50  # 8 s of 160 ms columns, the training window
 HOP_COLUMNS = 25  # 4 s
 RECORDS = "files.json"
-COLUMN_CACHE_BYTES = 64 << 20  # float32 columns of the stems aligned last: about 90 stems of 30 s
+COLUMN_CACHE_BYTES = 16 << 20  # float32 columns of the stems aligned last: about 22 stems of 30 s (see docs/library.md)
 
 
 @dataclass(frozen=True)
