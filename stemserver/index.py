@@ -270,7 +270,7 @@ class LibraryIndex:
 
     def damaged(self, record: FileRecord) -> LibraryError:
         """The error for an embedding whose values turned out NaN or infinite at query time."""
-        return damaged_embedding(self.root, record, GARBLED.removeprefix("its embedding ") + " since it was indexed")
+        return damaged_embedding(self.root, record, "it holds NaN or infinite values: garbled since it was indexed")
 
     def search(self, query: np.ndarray, k: int, filters: Filters = Filters(), over_fetch: int = 10) -> list[Hit]:
         """The k best files for a unit query vector, each with its best window.
