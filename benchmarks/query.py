@@ -14,7 +14,11 @@ Figures, per size (median and 95th percentile over `--queries` queries, after wa
 - forward: `model.predict(model.encode(waveform), text)` on the same 8 s (front end, encoder,
   predictor), measured in the same loop as the end-to-end queries, alternating with them.
 - end to end: `Engine.prepare_query` (down-mix, resample) + `Engine.query` (text, model, Annoy
-  search, exact re-rank, best offset of each of the k stems).
+  search, exact re-rank, best offset of each of the k stems), three ways, since the index keeps
+  the columns of recently aligned stems in a cache: "cold" empties the cache before each query
+  (every stem is read from its file: the figure to compare with code before the cache), "warm"
+  repeats that query at once (every stem cached), "sequence" runs the queries one after the other
+  from an empty cache (the hit rate it reaches is printed; it depends on the synthetic library).
 - ratio: end-to-end p50 / forward p50 (1 means search and offsets cost nothing).
 - the engine's own `timings_ms` (per stage, averaged over the queries), plus "prepare" measured here.
 - batched: `--batch` queries at once through `Engine.query_batch` (one forward pass) against the
@@ -27,10 +31,12 @@ import argparse
 import math
 import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +50,7 @@ from stemserver.device import inference
 from stemserver.engine import Engine, Query
 from stemserver.files import sha256_file
 from stemserver.index import IndexSettings, build_index, window_starts
-from stemserver.library import Library
+from stemserver.library import DATABASE, Library
 from stemserver.model import ENCODER_PRESETS, ModelConfig, StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver.window import QUERY_SECONDS
@@ -82,6 +88,14 @@ def stem_columns_like(config: ModelConfig, vectors: SyntheticVectors, centres: n
     return patches / patches.std(axis=-1, keepdims=True)
 
 
+def set_durations(library_dir: Path, seconds: float) -> None:
+    """Give the library's records the duration their columns stand for: `write_library`'s placeholder
+    audio files last 2 samples, and a stem shorter than the query is aligned as a loop of that
+    length (a gather modulo a 0.0008-column period), not as the 30 s stem it stands for."""
+    with closing(sqlite3.connect(library_dir / DATABASE)) as db, db:
+        db.execute("UPDATE files SET duration_s = ?", (seconds,))
+
+
 def mixes(n: int, seed: int) -> list[np.ndarray]:
     """`n` different 8 s stereo mixes at 44.1 kHz: decaying random notes over a little noise."""
     rng = np.random.default_rng(seed)
@@ -113,6 +127,7 @@ def run_size(size: str, args: argparse.Namespace, root: Path) -> dict:
     per_file = len(window_starts(columns, defaults.window_columns, defaults.hop_columns))
     n_files = math.ceil(args.windows / per_file)
     write_library(root, n_files, lambda i: stem_columns_like(config, vectors, centres, i), sha256_file(checkpoint))
+    set_durations(root / "library", STEM_SECONDS)
     with Library(root / "library") as library:
         info = build_index(library, defaults, progress=False)
     settings = Settings(device=args.device, threads=args.threads, text=TextSettings(backend="none"))
@@ -126,16 +141,20 @@ def run_size(size: str, args: argparse.Namespace, root: Path) -> dict:
         if engine.device.type == "cuda":
             torch.cuda.synchronize(engine.device)
 
-    def end_to_end(mix: np.ndarray) -> dict:
+    def end_to_end(mix: np.ndarray, cold: bool = False) -> tuple[float, dict]:
+        if cold:
+            engine.index.column_cache.clear()
+        start = time.perf_counter()
         samples = engine.prepare_query(mix, MIX_RATE, QUERY_SECONDS)
-        return engine.query(Query(samples, INSTRUMENT, k=10)).timings_ms
+        timings = engine.query(Query(samples, INSTRUMENT, k=10)).timings_ms
+        return time.perf_counter() - start, timings
 
     raw = mixes(args.queries, args.seed)
     prepared = [engine.prepare_query(m, MIX_RATE, QUERY_SECONDS) for m in raw]
     for mix, samples in list(zip(raw, prepared))[:3]:  # warm-up
         forward(samples)
         end_to_end(mix)
-    forward_s, e2e_s, prepare_s, stages = [], [], [], []
+    forward_s, prepare_s, runs = [], [], {"cold": [], "warm": [], "sequence": []}
     for mix, samples in zip(raw, prepared):
         start = time.perf_counter()
         forward(samples)
@@ -143,11 +162,16 @@ def run_size(size: str, args: argparse.Namespace, root: Path) -> dict:
         start = time.perf_counter()
         engine.prepare_query(mix, MIX_RATE, QUERY_SECONDS)
         prepare_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        stages.append(end_to_end(mix))
-        e2e_s.append(time.perf_counter() - start)
-    breakdown = {"prepare": statistics.fmean(prepare_s) * 1e3,
-                 **{name: statistics.fmean(s[name] for s in stages) for name in stages[0]}}
+        runs["cold"].append(end_to_end(mix, cold=True))
+        runs["warm"].append(end_to_end(mix))  # the same query again: every stem in the column cache
+    cache = engine.index.column_cache
+    cache.clear()
+    cache.hits = cache.misses = 0
+    runs["sequence"] = [end_to_end(mix) for mix in raw]
+    hit_rate = cache.hits / max(1, cache.hits + cache.misses)
+    breakdown = {run: {"prepare": statistics.fmean(prepare_s) * 1e3,
+                       **{name: statistics.fmean(t[name] for _, t in results) for name in results[0][1]}}
+                 for run, results in runs.items()}
     batch = [Query(samples, INSTRUMENT, k=10) for samples in prepared[: args.batch]]
     batched, single = [], []
     for _ in range(args.repeats):
@@ -158,11 +182,13 @@ def run_size(size: str, args: argparse.Namespace, root: Path) -> dict:
         for query in batch:
             engine.query(query)
         single.append((time.perf_counter() - start) / len(batch))
-    forward_ms, e2e_ms = percentiles_ms(forward_s), percentiles_ms(e2e_s)
+    forward_ms = percentiles_ms(forward_s)
+    e2e_ms = {run: percentiles_ms([seconds for seconds, _ in results]) for run, results in runs.items()}
     return {
         "size": size, "embed_dim": config.embed_dim, "files": n_files, "windows": info["windows"],
-        "forward_ms": forward_ms, "end_to_end_ms": e2e_ms, "ratio": e2e_ms[0] / forward_ms[0],
-        "breakdown_ms": breakdown, "batch": len(batch),
+        "forward_ms": forward_ms, "end_to_end_ms": e2e_ms,
+        "ratio": {run: ms[0] / forward_ms[0] for run, ms in e2e_ms.items()},
+        "sequence_cache_hit_rate": hit_rate, "breakdown_ms": breakdown, "batch": len(batch),
         "batched_ms_per_query": statistics.median(batched) * 1e3,
         "single_ms_per_query": statistics.median(single) * 1e3,
     }
@@ -183,18 +209,22 @@ def print_table(result: dict) -> None:
     print(f"device {result['device']}, {result['threads']} threads, torch {result['torch']}; "
           f"{result['queries']} queries of {QUERY_SECONDS:.0f} s, k=10; {result['cpus']} CPUs, load average "
           f"{result['load_average'][0]:.1f} before, {result['load_average'][1]:.1f} after")
-    print(f"{'size':6} {'windows':>8} {'forward p50':>11} {'p95':>7} {'e2e p50':>8} {'p95':>7} {'e2e/fwd':>7} "
-          f"{'batch':>5} {'batched ms/q':>12} {'single ms/q':>11} {'speed-up':>8}")
+    print(f"{'size':6} {'windows':>8} {'forward p50':>11} {'p95':>7} {'run':>8} {'e2e p50':>8} {'p95':>7} "
+          f"{'e2e/fwd':>7}")
     for r in result["rows"]:
-        print(f"{r['size']:6} {r['windows']:8d} {r['forward_ms'][0]:11.1f} {r['forward_ms'][1]:7.1f} "
-              f"{r['end_to_end_ms'][0]:8.1f} {r['end_to_end_ms'][1]:7.1f} {r['ratio']:7.2f} {r['batch']:5d} "
-              f"{r['batched_ms_per_query']:12.1f} {r['single_ms_per_query']:11.1f} "
-              f"{r['single_ms_per_query'] / r['batched_ms_per_query']:8.2f}")
+        for run, (p50, p95) in r["end_to_end_ms"].items():
+            print(f"{r['size']:6} {r['windows']:8d} {r['forward_ms'][0]:11.1f} {r['forward_ms'][1]:7.1f} {run:>8} "
+                  f"{p50:8.1f} {p95:7.1f} {r['ratio'][run]:7.2f}")
+        print(f"  sequence: column cache hit rate {r['sequence_cache_hit_rate']:.0%}; batch of {r['batch']}: "
+              f"{r['batched_ms_per_query']:.1f} ms/q batched, {r['single_ms_per_query']:.1f} ms/q one by one "
+              f"(speed-up {r['single_ms_per_query'] / r['batched_ms_per_query']:.2f})")
     print("\nmean ms per query by stage (prepare measured here, the rest from the engine's timings_ms):")
-    names = list(result["rows"][0]["breakdown_ms"])
-    print(f"{'size':6} " + " ".join(f"{name:>9}" for name in names))
+    first = result["rows"][0]["breakdown_ms"]
+    names = list(first[next(iter(first))])
+    print(f"{'size':6} {'run':>8} " + " ".join(f"{name:>9}" for name in names))
     for r in result["rows"]:
-        print(f"{r['size']:6} " + " ".join(f"{r['breakdown_ms'][name]:9.2f}" for name in names))
+        for run, stages in r["breakdown_ms"].items():
+            print(f"{r['size']:6} {run:>8} " + " ".join(f"{stages[name]:9.2f}" for name in names))
 
 
 def main() -> None:

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from numpy.lib.stride_tricks import as_strided
+
+MIN_NORM = 1e-12  # below it a centred column is taken as zero
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,19 @@ class Alignment:
     shift_columns: float  # stem column that lines up with query column 0 (fractional)
     score: float  # mean cosine of the centred columns at the best whole-column shift
     curve: np.ndarray  # score for every whole-column shift searched
+
+
+class Centring(NamedTuple):
+    mean: torch.Tensor  # (D,) float32: the stem's mean column
+    norms: torch.Tensor  # (columns,) float32: the norm of each column minus that mean; inf where it is 0
+
+
+class NotFinite(ValueError):
+    """Some stems' stored values are NaN or infinite (an embedding damaged on disk)."""
+
+    def __init__(self, stems: list[int]):
+        super().__init__(f"stems {stems} hold NaN or infinite values")
+        self.stems = stems
 
 
 def centred_unit_columns(columns: np.ndarray) -> np.ndarray:
@@ -46,22 +62,56 @@ def best_shift(query: np.ndarray, stem: np.ndarray, period: float | None = None)
 
 
 def best_shifts(query: np.ndarray, stems: Sequence[np.ndarray], periods: Sequence[float | None]) -> list[Alignment]:
-    """`best_shift(query, stem, period)` for each of a query's candidate stems: the query is
-    centred once, the stems (float16 in a library) are converted to float32 in one pass and
-    multiplied with it in one product."""
-    if len(stems) != len(periods):
-        raise ValueError(f"{len(stems)} stems but {len(periods)} periods")
-    lengths = [len(stem) for stem in stems]
-    if len(query) == 0 or 0 in lengths:
+    """`best_shift(query, stem, period)` for each of a query's candidate stems (see `align_stems`)."""
+    if any(len(stem) == 0 for stem in stems):
         raise ValueError("cannot align an empty sequence")
-    if not stems:
-        return []
+    rows = [_rows([stem]) for stem in stems]
+    return align_stems(query, rows, periods, [stem_centring(r) for r in rows])
+
+
+def stem_centring(rows: torch.Tensor) -> Centring:
+    """A stem's float32 (columns, D) rows -> its mean column and the norm of each centred column:
+    all that centring it takes, and none of it depends on the query (the index stores it).
+
+    A column equal to the mean (a one-column stem) has no direction: its norm is given as infinite,
+    so that its cosine is 0, as centring it gives, and not the rounding difference of q.s and q.m
+    divided by a clamped norm."""
+    mean = rows.mean(dim=0)
+    norms = torch.linalg.vector_norm(rows - mean, dim=1)
+    return Centring(mean, norms.masked_fill_(norms <= MIN_NORM, torch.inf))
+
+
+def align_stems(query: np.ndarray, stems: Sequence[torch.Tensor], periods: Sequence[float | None],
+                centrings: Sequence[Centring]) -> list[Alignment]:
+    """Align `query` against k stems, each float32 (columns, D) rows as stored (not centred), with
+    its `stem_centring`.
+
+    The cosine of a centred unit query column q with a stem column s is q.(s - m) / |s - m| =
+    (q.s - q.m) / |s - m|: a product of the query with the stored columns, then a subtraction and
+    a division per cosine, instead of a centring pass over all the stems' values. One product per
+    stem, not one over all of them concatenated: each stem's columns stay in the CPU's cache (1.7
+    against 2.1 ms for ten 30 s stems, and no concatenation). Raises `NotFinite` naming the stems
+    whose values (or centring) are NaN or infinite."""
+    if not len(stems) == len(periods) == len(centrings):
+        raise ValueError(f"{len(stems)} stems but {len(periods)} periods and {len(centrings)} centrings")
+    if len(query) == 0 or any(len(rows) == 0 for rows in stems):
+        raise ValueError("cannot align an empty sequence")
     q = _centre(_rows([query]))
-    rows = _rows(stems)
-    for s in rows.split(lengths):
-        _centre(s)
-    cosines = (q @ rows.T).numpy()  # (Q, all stem columns): one product for every candidate
-    return [_align(c, period) for c, period in zip(np.split(cosines, np.cumsum(lengths)[:-1], axis=1), periods)]
+    alignments, damaged = [], []
+    for i, (rows, period, centring) in enumerate(zip(stems, periods, centrings)):
+        cosines = q @ rows.T
+        cosines -= (q @ centring.mean)[:, None]
+        cosines /= centring.norms
+        # A NaN or an infinity in a stem column makes that column's every cosine NaN or infinite
+        # (0 * inf is NaN too), so it reaches the curve wherever the column is used.
+        with np.errstate(invalid="ignore", over="ignore"):
+            alignment = _align(cosines.numpy(), period)
+        if not np.isfinite(alignment.curve).all():
+            damaged.append(i)
+        alignments.append(alignment)
+    if damaged:
+        raise NotFinite(damaged)
+    return alignments
 
 
 def _rows(sequences: Sequence[np.ndarray]) -> torch.Tensor:
@@ -75,7 +125,7 @@ def _centre(rows: torch.Tensor) -> torch.Tensor:
     against torch's on a busy machine (measured with the matmul in numpy: 359 ms of offsets per
     query with OpenBLAS's default two threads, 18 ms with one, at a load of 4 on 2 cores)."""
     rows.sub_(rows.mean(dim=0))
-    return rows.div_(torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min_(1e-12))
+    return rows.div_(torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min_(MIN_NORM))
 
 
 def _align(cosines: np.ndarray, period: float | None) -> Alignment:

@@ -99,8 +99,17 @@ def prepare(
 def _down_mix(samples: np.ndarray) -> np.ndarray:
     """The mean of the channels, summed in float64 channel by channel: the same numbers as
     `samples.mean(axis=1, dtype=np.float64)`, without its slow strided reduction (4.6 ms against
-    0.8 ms for 8 s of 44.1 kHz stereo, a fifth of a query's time outside the model)."""
+    0.8 ms for 8 s of 44.1 kHz stereo, a fifth of a query's time outside the model).
+
+    Float32 stereo (what clients stream) is summed in float32: the sum of two float32 values
+    rounded once, then halved exactly, is the float64 mean rounded to float32, in half the time
+    (0.7 ms against 1.6 ms); only a sum beyond float32's range (3.4e38) differs, and it is refused
+    as infinite."""
     with np.errstate(invalid="ignore", over="ignore"):  # bad samples are reported by the caller
+        if samples.dtype == np.float32 and samples.shape[1] == 2:
+            mono = np.add(samples[:, 0], samples[:, 1])
+            mono *= np.float32(0.5)
+            return mono
         mono = samples[:, 0].astype(np.float64)
         for channel in range(1, samples.shape[1]):
             mono += samples[:, channel]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from stemserver import audio
-from stemserver.alignment import best_shifts
+from stemserver.alignment import NotFinite, align_stems
 from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.config import Settings
 from stemserver.device import select_device, set_threads
@@ -193,7 +193,12 @@ class Engine:
         query_s = len(predicted) * self.seconds_per_column
         loops = [hit.file.duration_s < query_s for hit in hits]
         periods = [hit.file.duration_s / self.seconds_per_column if loop else None for hit, loop in zip(hits, loops)]
-        alignments = best_shifts(predicted, [index.columns(hit.file) for hit in hits], periods)
+        records = [hit.file for hit in hits]
+        stems = index.candidate_columns(records, predicted.shape[1:])
+        try:
+            alignments = align_stems(predicted, [rows for rows, _ in stems], periods, [c for _, c in stems])
+        except NotFinite as e:
+            raise index.damaged(records[e.stems[0]]) from e
         for rank, (hit, loop, alignment) in enumerate(zip(hits, loops, alignments), start=1):
             offset = alignment.shift_columns * self.seconds_per_column
             at_end = (offset + query_s) % hit.file.duration_s if loop else offset + query_s

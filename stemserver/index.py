@@ -15,16 +15,20 @@ re-ranked by exact cosine on the full vectors.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from annoy import AnnoyIndex
 from tqdm import tqdm
 
+from stemserver.alignment import Centring, stem_centring
 from stemserver.annoy_file import annoy_file_problem
+from stemserver.columns import CentringWriter, ColumnCache, StoredCentring, damaged_embedding, read_columns
 from stemserver.files import atomic_path
 from stemserver.inference import mean_vector
 from stemserver.library import (
@@ -33,7 +37,6 @@ from stemserver.library import (
     FileRecord,
     Library,
     LibraryError,
-    load_columns,
     repair_advice,
 )
 from stemserver.selection import Filters
@@ -41,6 +44,7 @@ from stemserver.selection import Filters
 WINDOW_COLUMNS = 50  # 8 s of 160 ms columns, the training window
 HOP_COLUMNS = 25  # 4 s
 RECORDS = "files.json"
+COLUMN_CACHE_BYTES = 16 << 20  # float32 columns of the stems aligned last: about 22 stems of 30 s (see docs/library.md)
 
 
 @dataclass(frozen=True)
@@ -76,20 +80,8 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
     sound = [record for record in records if record.path not in damaged]
     if not sound:
         raise DamagedEmbeddings(damaged, library.root)
-    vectors = np.empty((len(owners), library.load_columns(sound[0]).shape[-1]), np.float32)
-    row = 0
-    for record in tqdm(records, desc="window vectors", unit="file", disable=not progress or None):
-        starts = window_starts(record.columns, settings.window_columns, settings.hop_columns)
-        if record.path not in damaged:
-            columns = library.load_columns(record)
-            with np.errstate(invalid="ignore", over="ignore"):  # garbled values are found just below
-                for i, first in enumerate(starts):
-                    vectors[row + i] = mean_vector(columns[first : first + settings.window_columns])
-            if not np.isfinite(vectors[row : row + len(starts)]).all():  # a NaN anywhere reaches some window's mean
-                damaged[record.path] = GARBLED
-        row += len(starts)
-    if damaged:
-        raise DamagedEmbeddings(damaged, library.root)
+    first = library.load_columns(sound[0])
+    vectors = np.empty((len(owners), first.shape[-1]), np.float32)
     index_root = library.root / "index"
     try:
         previous = read_current(index_root)
@@ -100,6 +92,24 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
     if folder.exists():
         shutil.rmtree(folder)  # leftover of a build that died before switching
     folder.mkdir(parents=True)
+    centring = CentringWriter(folder, sound, math.prod(first.shape[1:]))
+    row = 0
+    for record in tqdm(records, desc="window vectors", unit="file", disable=not progress or None):
+        starts = window_starts(record.columns, settings.window_columns, settings.hop_columns)
+        if record.path not in damaged:
+            columns = library.load_columns(record)
+            with np.errstate(invalid="ignore", over="ignore"):  # garbled values are found just below
+                for i, first_column in enumerate(starts):
+                    vectors[row + i] = mean_vector(columns[first_column : first_column + settings.window_columns])
+            if np.isfinite(vectors[row : row + len(starts)]).all():  # a NaN anywhere reaches some window's mean
+                centring.add(record, columns)
+            else:
+                damaged[record.path] = GARBLED
+        row += len(starts)
+    if damaged:
+        shutil.rmtree(folder)
+        raise DamagedEmbeddings(damaged, library.root)
+    centring.close()
     np.save(folder / "vectors.npy", vectors.astype(np.float16))
     np.save(folder / "windows.npy", owners)
     # The file records this generation was built from: what `library repair` rebuilds a lost database from.
@@ -184,7 +194,8 @@ class Hit:
 class LibraryIndex:
     """A loaded index generation, read-only and safe to share between threads."""
 
-    def __init__(self, library: Library):
+    def __init__(self, library: Library, column_cache_bytes: int = COLUMN_CACHE_BYTES):
+        self.column_cache = ColumnCache(column_cache_bytes)
         info = read_current(library.root / "index")
         if info is None:
             raise LibraryError(f"the library at {library.root} has no search index: run `stemserver index` on it")
@@ -197,6 +208,7 @@ class LibraryIndex:
             self.windows = np.load(folder / "windows.npy")
             pca = np.load(folder / "pca.npz") if (folder / "pca.npz").is_file() else None
             self.pca = (pca["mean"], pca["components"]) if pca is not None else None
+            self.centring = StoredCentring.load(folder)
         except (OSError, ValueError, KeyError) as e:
             raise _damaged(folder, str(e)) from e
         problem = self._problem(folder, thorough=False)
@@ -225,6 +237,9 @@ class LibraryIndex:
             return f"the PCA projection has shape {self.pca[1].shape}"
         if thorough and not np.isfinite(self.vectors).all():
             return "vectors.npy holds NaN or infinite values"
+        problem = self.centring.problem(thorough) if self.centring is not None else None
+        if problem:
+            return problem
         annoy_bytes = (folder / "annoy.ann").stat().st_size if (folder / "annoy.ann").is_file() else 0
         if info.get("annoy_bytes", annoy_bytes) != annoy_bytes:
             return f"annoy.ann is {annoy_bytes} bytes, not the {info['annoy_bytes']} it was built with (truncated?)"
@@ -238,8 +253,24 @@ class LibraryIndex:
         problem = self._problem(self.root / "index" / self.info["folder"], thorough=True)
         return [str(_damaged(self.root / "index" / self.info["folder"], problem))] if problem else []
 
-    def columns(self, record: FileRecord) -> np.ndarray:
-        return load_columns(self.root, record)
+    def candidate_columns(self, records: list[FileRecord], patch: tuple[int, ...]
+                          ) -> list[tuple[torch.Tensor, Centring]]:
+        """Each record's columns, float32 (columns, prod(patch)), and centring: from the column
+        cache, or read, with the centring stored in the generation (computed here for one it lacks)."""
+        found = []
+        for record in records:
+            entry = self.column_cache.get(record.sha256)
+            if entry is None:
+                rows = read_columns(self.root, record, patch)
+                stored = self.centring.get(record) if self.centring is not None else None
+                entry = (rows, stored if stored is not None else stem_centring(rows))
+                self.column_cache.put(record.sha256, *entry)
+            found.append(entry)
+        return found
+
+    def damaged(self, record: FileRecord) -> LibraryError:
+        """The error for an embedding whose values turned out NaN or infinite at query time."""
+        return damaged_embedding(self.root, record, "it holds NaN or infinite values: garbled since it was indexed")
 
     def search(self, query: np.ndarray, k: int, filters: Filters = Filters(), over_fetch: int = 10) -> list[Hit]:
         """The k best files for a unit query vector, each with its best window.

@@ -99,11 +99,11 @@ def test_the_batched_search_gives_the_per_candidate_results():
     batched = best_shifts(query, stems, periods)
     assert len(batched) == len(stems)
     for stem, period, alignment in zip(stems, periods, batched):
-        # Bit-identical on the machine this was written on; the tolerance is for a BLAS that
-        # rounds a product differently for another matrix width.
+        # Equal to float32 rounding: the product's width differs (1e-8 on the curve; up to 1e-6
+        # columns once a flat peak's parabola amplifies it).
         single = best_shift(query, stem, period)
         assert int(np.argmax(alignment.curve)) == int(np.argmax(single.curve))
-        assert alignment.shift_columns == pytest.approx(single.shift_columns, abs=1e-6)
+        assert alignment.shift_columns == pytest.approx(single.shift_columns, abs=1e-5)
         assert alignment.score == pytest.approx(single.score, abs=1e-6)
         np.testing.assert_allclose(alignment.curve, single.curve, atol=1e-6, rtol=0)
         if len(stem) > 1:  # one column has no variation left once centred

@@ -169,6 +169,14 @@ def test_the_down_mix_is_exactly_the_float64_mean_of_the_channels(channels):
     assert np.array_equal(mono, samples.mean(axis=1, dtype=np.float64).astype(np.float32))
 
 
+def test_the_float32_stereo_down_mix_is_the_float64_mean_at_any_magnitude():
+    """Stereo float32 is summed in float32 (the fast path): still the float64 mean, rounded once."""
+    rng = np.random.default_rng(0)
+    samples = (rng.standard_normal((200_000, 2)) * 10.0 ** rng.uniform(-30, 30, (200_000, 2))).astype(np.float32)
+    mono = audio.prepare(samples, audio.SAMPLE_RATE)
+    assert np.array_equal(mono, samples.mean(axis=1, dtype=np.float64).astype(np.float32))
+
+
 @pytest.mark.parametrize("bad", [(3, 1, np.nan), (7, 0, np.inf), (9, 2, -np.inf)])
 def test_a_bad_sample_in_any_channel_is_counted_and_rejected(bad):
     """Non-finite samples are found through the down-mix; +inf and -inf in one frame make a NaN."""

@@ -9,9 +9,12 @@ stems that differ the way a random encoder can see (register and timbre)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +23,15 @@ import soundfile
 import torch
 from conftest import TEXT_DIM, build_library, make_checkpoint, melody, tiny_config
 
-from stemserver import text
+from stemserver import repair, text
+from stemserver.alignment import Centring, _align, centred_unit_columns
 from stemserver.checkpoint import Checkpoint
+from stemserver.columns import ColumnCache
 from stemserver.config import Settings, TextSettings
 from stemserver.engine import Engine, Query
 from stemserver.errors import AudioError, UnknownLabelError
 from stemserver.index import Filters, build_index
+from stemserver.inference import query_columns
 from stemserver.library import Library, LibraryError
 from stemserver.model import StemJEPA
 from stemserver.text import MINILM_IDENTITY, LabelEmbedder
@@ -248,3 +254,107 @@ def test_the_cli_indexes_queries_and_manages_a_library(tmp_path: Path, identity_
     missing = stemserver("query", str(tmp_path / "mix.wav"), "-i", "bass", "--library", str(tmp_path / "none"),
                          "--checkpoint", str(identity_checkpoint))
     assert missing.returncode == 1 and "stemserver index" in missing.stderr
+
+
+# -- the offset search as the engine runs it: stored centring, column cache, damage -------------------
+
+
+def answers(engine: Engine, queries: list[Query]) -> list[list[dict]]:
+    return [[asdict(match) for match in engine.query(query).matches] for query in queries]
+
+
+QUERIES = [Query(mix_of(seed, shift_s), "bass", k=11) for seed, shift_s in [(3, 11.2), (5, 13.47), (9, 0.5)]]
+
+
+def copied(library: Path, tmp_path: Path) -> Path:
+    """A copy of the library folder to damage (it names the same audio files)."""
+    return Path(shutil.copytree(library, tmp_path / "library"))
+
+
+def generation(library: Path) -> Path:
+    return library / "index" / json.loads((library / "index" / "current.json").read_text())["folder"]
+
+
+def test_offsets_are_those_of_centring_every_column(engine: Engine, library: Path):
+    """What the engine returns for every file (the loop too) is the definition computed the
+    straightforward way on the stored embeddings: both sides centred and unit, every cosine."""
+    with Library(library) as lib:
+        records = {record.path: record for record in lib.files()}
+        for query in QUERIES:
+            waveform = torch.from_numpy(query.samples)[None]
+            predicted = query_columns(engine.model, waveform, engine.labels.embed([query.instrument]))[0]
+            matches = engine.query(query).matches
+            assert len(matches) == 11 and any(match.loop for match in matches)
+            for match in matches:
+                stem = lib.load_columns(records[match.path])
+                cosines = centred_unit_columns(predicted) @ centred_unit_columns(stem).T
+                period = match.duration_s / engine.seconds_per_column if match.loop else None
+                expected = _align(cosines, period)
+                assert match.offset_s == pytest.approx(expected.shift_columns * engine.seconds_per_column, abs=2e-4)
+                assert match.alignment_score == pytest.approx(expected.score, abs=2e-5)
+
+
+def test_an_index_built_before_the_stored_centring_gives_the_same_answers(engine: Engine, library: Path,
+                                                                          tmp_path: Path):
+    old = copied(library, tmp_path)
+    stored = sorted(generation(old).glob("centring*.npy"))
+    assert [p.name for p in stored] == ["centring-means.npy", "centring-norms.npy", "centring.npy"]
+    for path in stored:
+        path.unlink()
+    older = Engine(engine.checkpoint_path, old, SETTINGS)
+    assert older.index.centring is None
+    assert answers(older, QUERIES) == answers(engine, QUERIES)
+
+
+def test_cached_columns_give_the_answers_of_columns_read_from_disk(engine: Engine):
+    cache = engine.index.column_cache
+    cache.clear()
+    cold = answers(engine, QUERIES[:1])
+    hits = cache.hits
+    assert answers(engine, QUERIES[:1]) == cold
+    assert cache.hits == hits + 11 and 0 < cache.bytes <= cache.max_bytes
+
+
+def test_the_column_cache_keeps_the_most_recent_within_its_bytes():
+    cache = ColumnCache(max_bytes=3 * 400)
+    centring = Centring(torch.zeros(10), torch.ones(10))
+    for name in "abcd":
+        cache.put(name, torch.zeros(10, 10), centring)  # 400 bytes each
+    assert cache.get("a") is None and cache.get("b") is not None
+    cache.put("e", torch.zeros(10, 10), centring)  # "c" is now the least recently used
+    assert cache.get("c") is None and cache.get("b") is not None and cache.bytes == 1200
+
+
+def test_an_embedding_garbled_after_indexing_is_refused_with_the_repair_command(engine: Engine, library: Path,
+                                                                              tmp_path: Path):
+    damaged = copied(library, tmp_path)
+    with Library(damaged) as lib:
+        record = next(r for r in lib.files() if r.path.endswith("line3.wav"))
+        path = lib.embedding_path(record.sha256)
+    data = bytearray(path.read_bytes())
+    data[-640:-320] = b"\xff" * 320  # NaN float16 values in the last columns
+    path.write_bytes(bytes(data))
+    garbled = Engine(engine.checkpoint_path, damaged, SETTINGS)  # the index is not read to the last value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way
+        with pytest.raises(LibraryError, match=f"(?s){record.path}.*garbled.*stemserver library repair"):
+            garbled.query(Query(mix_of(3, 11.2), "bass", k=1, filters=only("line3.wav")))
+    assert any("line3.wav" in problem for problem in repair.verify(damaged))
+    repair.repair(damaged, engine.checkpoint_path, SETTINGS, progress=False)
+    repaired = Engine(engine.checkpoint_path, damaged, SETTINGS)
+    assert answers(repaired, QUERIES) == answers(engine, QUERIES)
+
+
+def test_a_damaged_stored_centring_is_found_by_verify_and_rebuilt_by_repair(engine: Engine, library: Path,
+                                                                          tmp_path: Path):
+    damaged = copied(library, tmp_path)
+    means = np.load(generation(damaged) / "centring-means.npy", mmap_mode="r+")
+    means[2, :5] = np.nan
+    means.flush()
+    del means
+    assert any("centring" in problem for problem in repair.verify(damaged))
+    repair.repair(damaged, engine.checkpoint_path, SETTINGS, progress=False)
+    assert repair.verify(damaged) == []
+    (generation(damaged) / "centring-norms.npy").unlink()
+    with pytest.raises(LibraryError, match="search index .* is damaged.*library repair"):
+        Engine(engine.checkpoint_path, damaged, SETTINGS)
