@@ -51,7 +51,9 @@ def test_sigterm_answers_every_queued_websocket_query_before_closing(identity_ch
                 replies.append(json.loads(ws.recv(timeout=60)))
     outcomes = {r["id"]: r.get("code", r["type"]) for r in replies if r["id"] != "in"}
     assert sorted(outcomes) == list(range(64))  # every query answered before the connection closed
-    assert set(outcomes.values()) == {"result", "shutting_down"}, outcomes
+    # the batch in the worker's hands (if it had taken one yet: not always, on a loaded machine) is answered,
+    # the rest is told; 64 queries cannot all be answered between the pong and the signal
+    assert set(outcomes.values()) <= {"result", "shutting_down"} and "shutting_down" in outcomes.values(), outcomes
     assert closed.value.rcvd.code == 1001
     assert exited(server) == 0
 
