@@ -42,6 +42,7 @@ class Part:
     timbre: Timbre
     notes: list[Note] = field(default_factory=list)
     effects: list[dict] = field(default_factory=list)  # the production chain, in order (filled by the renderer)
+    style: str = ""  # how the arrangement plays it ("808", "walking", "strum", a groove's name...): ground truth only
 
 
 @dataclass(frozen=True)
