@@ -146,14 +146,14 @@ def bar_symbol(chords: list[Chord], sharps: bool) -> str:
 def voicings(chord: Chord, notes: int, low: int, high: int) -> list[tuple[int, ...]]:
     """Every close or open voicing of a chord with `notes` notes between low and high (MIDI),
     containing its root, third and fifth: the candidates voice-leading picks from."""
-    pcs = list(chord.triad) + [pc for pc in chord.pitch_classes if pc not in chord.triad]
-    pcs = [pcs[i % len(pcs)] for i in range(notes)]  # doubling root, third... when short of tones
+    pcs = (list(chord.triad) + [pc for pc in chord.pitch_classes if pc not in chord.triad])[:notes]
     found = set()
     for bottom in range(low, high + 1):
         for inversion in range(len(pcs)):
             if bottom % 12 != pcs[inversion]:
                 continue
             order = pcs[inversion:] + pcs[:inversion]
+            order = [order[i % len(order)] for i in range(notes)]  # doubling the bass note, then the next, on top
             voice, last = [bottom], bottom
             for pc in order[1:]:
                 last += (pc - last) % 12 or 12
