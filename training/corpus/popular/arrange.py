@@ -107,8 +107,10 @@ def arrange_song(seed: int, genre: str | None = None, bars: int | None = None, s
         notes = sorted((n for ns in drum_notes.values() for n in ns), key=lambda n: (n.start, n.pitch))
         parts.append(Part("drums", "drums", voice.label_path, voice.timbre, notes, style=groove))
     for slot, notes in sorted(drum_notes.items()) if not kit else ():
-        others = g.kits + (PERCUSSION_KITS if slot == "perc" else SYNTH_PIECES[slot])
-        voice = song_kit if rng.random() < OWN_KIT else choose(others, rng)  # else layered from another source
+        if slot == "perc":  # shakers, congas, cowbells: a hand-percussion kit or the soundfont's
+            voice = choose(PERCUSSION_KITS, rng)
+        else:  # the song's kit, or a piece layered from another kit or a synth
+            voice = song_kit if rng.random() < OWN_KIT else choose(g.kits + SYNTH_PIECES[slot], rng)
         parts.append(Part(slot, "drums", PIECE_LABELS[slot], voice.timbre, notes, style=groove))
     if "bass" in slots:
         style = rng.choice(g.bass.styles)

@@ -152,7 +152,6 @@ SYNTH_PIECES = {
     "snare": (synth("noise", "drums", "snare drum"),),
     "clap": (synth("noise", "drums", "clap"),),
     "hats": (synth("noise_hat", "drums", "cymbals"),),
-    "perc": (),
 }
 PIECE_LABELS = {  # a separate piece's label, whatever kit plays it
     "kick": ("drums", "kick drum"), "snare": ("drums", "snare drum"), "clap": ("drums", "clap"),
