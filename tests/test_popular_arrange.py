@@ -211,6 +211,22 @@ def test_parts_are_well_formed_stems(songs):
                 assert {n.pitch for n in p.notes} == {60} and p.timbre.kind in ("synth", "soundfont")
 
 
+def test_bass_and_lead_play_one_note_at_a_time(songs):
+    for song in songs:
+        for p in song.parts:
+            if p.role in ("bass", "lead"):
+                ends = [n.start + n.length for n in p.notes]
+                assert all(end <= n.start + 0.1 for end, n in zip(ends, p.notes[1:])), (song.id, p.name, p.style)
+
+
+def test_chord_notes_last_at_least_a_twentieth_of_a_beat(songs):
+    """Fast strums at high tempi once left their last strings no time at all."""
+    for song in songs:
+        for p in song.parts:
+            if p.role in ("chords", "arp", "vocal"):
+                assert min(n.length for n in p.notes) >= 0.05, (song.id, p.name, p.style)
+
+
 def test_harmonic_notes_are_in_the_scale_or_the_chord(songs):
     """Chord, arp, lead and vocal parts never leave the key and its chords; bass lines only by a
     walking line's chromatic approach notes (bass.py), on the last beat of a bar."""

@@ -40,9 +40,11 @@ def _tone(ctx: Context, bar: int, beat: float, low: int, code: str) -> int:
 
 
 def _pattern_bar(ctx: Context, bar: int, low: int, pattern: str, length: float) -> list[Note]:
-    steps = pattern[: ctx.meter * 4]
-    return [Note(bar * ctx.meter + i / 4, length, _tone(ctx, bar, i / 4, low, c), 96 if i % 4 == 0 else 84)
-            for i, c in enumerate(steps) if c != "."]
+    """A sixteenth pattern's notes, each `length` beats or up to the next (a bass plays one note at a time)."""
+    onsets = [(i, c) for i, c in enumerate(pattern[: ctx.meter * 4]) if c != "."]
+    gaps = [(j - i) / 4 for (i, _), (j, _) in zip(onsets, onsets[1:])] + [length]
+    return [Note(bar * ctx.meter + i / 4, min(length, gap * 0.9), _tone(ctx, bar, i / 4, low, c),
+                 96 if i % 4 == 0 else 84) for (i, c), gap in zip(onsets, gaps)]
 
 
 def _kick_bar(ctx: Context, bar: int, low: int, glide: bool) -> list[Note]:

@@ -88,7 +88,8 @@ def write_chords(ctx: Context, style: str, bars: set[int]) -> list[Note]:
             for t, span, stroke in _hits(start, length, rhythm, ctx.meter):
                 strings = voicing if stroke == "D" else tuple(reversed(voicing))[:4]
                 velocity = 90 if stroke == "D" else 66
-                notes += [Note(t + i * delay, span * 0.95 - i * delay, p, velocity) for i, p in enumerate(strings)]
+                notes += [Note(t + i * delay, max(span * 0.5, span * 0.95 - i * delay), p, velocity)
+                          for i, p in enumerate(strings)]
         elif style in ("broken", "montuno", "arp", "pluck"):
             notes += _broken(ctx, style, start, length, voicing, order, rhythm)
         else:
