@@ -36,7 +36,15 @@ from stemserver_training.corpus.popular.theory import (
     same_key_family,
     scale,
 )
-from stemserver_training.corpus.popular.timbres import DRUM_KITS, SYNTH_PARAMS, Voice
+from stemserver_training.corpus.popular.timbres import (
+    ACOUSTIC_KITS,
+    DRUM_KITS,
+    GM_KIT_PROGRAMS,
+    MACHINE_KITS,
+    PERCUSSION_KITS,
+    SYNTH_PARAMS,
+    Voice,
+)
 
 SYNTH_RECIPES = {"saw", "square", "pulse", "acid", "fm", "supersaw", "808", "noise_hat", "pad", "pluck", "riser",
                  "sweep", "impact", "noise"}
@@ -131,6 +139,13 @@ def test_the_key_estimate_finds_a_scale_and_its_relatives():
 # --- tables -------------------------------------------------------------------------------------
 
 
+def test_soundfont_kits_are_bank_128_presets_of_their_kind():
+    for kind, voices in (("acoustic", ACOUSTIC_KITS), ("machine", MACHINE_KITS), ("percussion", PERCUSSION_KITS)):
+        programs = {v.timbre.program for v in voices if v.timbre.name == "gm"}
+        assert programs == set(GM_KIT_PROGRAMS[kind])
+        assert {DRUM_KITS[v.timbre.name][0] for v in voices if v.timbre.name != "gm"} == {kind}
+
+
 def test_the_tables_are_consistent():
     assert len(GENRES) >= 10
     for name, pieces in GROOVES.items():
@@ -149,6 +164,7 @@ def test_the_tables_are_consistent():
             assert len(voice.label_path) == 2 and all(normalize_label(x) == x for x in voice.label_path)
             if voice.timbre.kind == "drumkit":
                 assert voice.timbre.name in DRUM_KITS
+                assert voice.timbre.name != "gm" or voice.timbre.bank == 128
             if voice.timbre.kind == "synth":
                 assert voice.timbre.name in SYNTH_RECIPES and voice.timbre.name in SYNTH_PARAMS
             if voice.timbre.kind == "soundfont":

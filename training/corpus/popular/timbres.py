@@ -3,9 +3,9 @@ the two-level label (coarse, fine) its stem gets, and the ranges a synth recipe'
 drawn from per song.
 
 Soundfont timbres name no soundfont (`name="gm"`): the renderer chooses the soundfont file and
-records it. Drum kits are "gm" (a soundfont's bank-128 kit) or a Hydrogen kit folder of Debian's
-hydrogen-drumkits package (DRUM_KITS). Synth recipes are rendered by corpus.popular's synths with
-the parameters in SYNTH_PARAMS (seconds, Hz, semitones, 0..1 amounts).
+records it. Drum kits are "gm" (a soundfont's bank-128 kit, its program one of GM_KIT_PROGRAMS) or
+a Hydrogen kit folder of Debian's hydrogen-drumkits package (DRUM_KITS). Synth recipes are rendered
+by the sound side with the parameters in SYNTH_PARAMS (seconds, Hz, semitones, 0..1 amounts).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ def synth(name: str, coarse: str, fine: str, **fixed) -> Voice:
     return Voice(Timbre("synth", name), (coarse, fine), fixed)
 
 
-# Kit name -> (what it is, the kit part's label). "gm" is the soundfont's bank-128 kit; the others are
-# Hydrogen kit folders in /usr/share/hydrogen/data/drumkits (Debian: hydrogen-drumkits).
+# Kit name -> (what it is, the kit part's label). "gm" is a soundfont's bank-128 kit (GM_KIT_PROGRAMS
+# below); the others are Hydrogen kit folders in /usr/share/hydrogen/data/drumkits (hydrogen-drumkits).
 DRUM_KITS = {
-    "gm": ("acoustic", ("drums", "drum kit")),
+    "gm": ("soundfont", ("drums", "drum kit")),
     "BJA_Pacific": ("acoustic", ("drums", "acoustic drum kit")),
     "ColomboAcousticDrumkit": ("acoustic", ("drums", "acoustic drum kit")),
     "ForzeeStereo": ("acoustic", ("drums", "acoustic drum kit")),
@@ -54,9 +54,19 @@ DRUM_KITS = {
 }
 
 
+# The GS/GM2 kit presets of bank 128 that General MIDI soundfonts carry (FluidR3 and MuseScore General
+# have them all; a soundfont without one falls back to its standard kit, program 0).
+GM_KIT_PROGRAMS = {"acoustic": {0: "standard", 8: "room", 16: "power", 32: "jazz", 40: "brush"},
+                   "machine": {24: "electronic", 25: "tr-808"}, "percussion": {0: "standard"}}
+GM_KIT_LABELS = {"acoustic": ("drums", "drum kit"), "machine": ("drums", "drum machine"),
+                 "percussion": ("percussion", "unpitched percussion")}
+
+
 def kits(kind: str) -> tuple[Voice, ...]:
-    return tuple(Voice(Timbre("drumkit", name, bank=128 if name == "gm" else 0), label)
-                 for name, (k, label) in DRUM_KITS.items() if k == kind)
+    """The Hydrogen kits of a kind (acoustic, machine, percussion) and the soundfont kits that match it."""
+    hydrogen = tuple(Voice(Timbre("drumkit", name), label) for name, (k, label) in DRUM_KITS.items() if k == kind)
+    return hydrogen + tuple(Voice(Timbre("drumkit", "gm", program=p, bank=128), GM_KIT_LABELS[kind])
+                            for p in GM_KIT_PROGRAMS[kind])
 
 
 # Synth recipe -> parameter -> ("log", lo, hi) | (lo, hi) | ("int", lo, hi) | ("choice", a, b, ...).
@@ -142,10 +152,9 @@ ARPS = (synth("saw", "synth lead", "saw lead"), synth("square", "synth lead", "s
         synth("pluck", "synth lead", "pluck"), synth("fm", "synth lead", "fm lead"),
         synth("acid", "synth lead", "acid"))
 CHOIRS = gm("choir aahs", "voice oohs", "synth choir") + (synth("pad", "ensemble", "synth choir", **VOWEL),)
-GM_KIT = Timbre("drumkit", "gm", bank=128)
 ACOUSTIC_KITS = kits("acoustic")
-MACHINE_KITS = kits("machine") + (Voice(GM_KIT, ("drums", "drum machine")),)
-PERCUSSION_KITS = kits("percussion") + (Voice(GM_KIT, ("percussion", "unpitched percussion")),)
+MACHINE_KITS = kits("machine")
+PERCUSSION_KITS = kits("percussion")
 # Separate drum pieces can also be synthesised (808 kick, noise snare or clap, noise hats).
 SYNTH_PIECES = {
     "kick": (synth("808", "drums", "kick drum"),),
