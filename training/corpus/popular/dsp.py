@@ -134,3 +134,32 @@ def add_at(out: np.ndarray, sound: np.ndarray, at: int) -> None:
     skip = max(0, -at)
     end = min(len(out), at + len(sound))
     out[max(at, 0):end] += sound[skip: skip + end - max(at, 0)]
+
+
+def fade_cut(sound: np.ndarray, cut: int | None, sample_rate: int) -> np.ndarray:
+    """`sound` ending at `cut` with a 3 ms fade (a note cut by the next one must not click)."""
+    if cut is None or cut >= len(sound):
+        return sound
+    fade = min(cut, int(0.003 * sample_rate))
+    out = sound[:cut].copy()
+    if fade:
+        out[cut - fade:] *= np.linspace(1.0, 0.0, fade)
+    return out
+
+
+def mix_hits(hits: list[tuple[int, np.ndarray, int | None]], n: int, sample_rate: int) -> np.ndarray:
+    """Mix one-shot (start sample, sound, choke group) hits into `n` samples; a hit cuts the one
+    still ringing in its group (None: no group), as a closed hi-hat silences an open one."""
+    out = np.zeros(n)
+    ringing: dict[int, tuple[int, np.ndarray]] = {}
+    for at, sound, group in sorted(hits, key=lambda h: h[0]):
+        if group is not None and group in ringing:
+            before, previous = ringing[group]
+            add_at(out, fade_cut(previous, at - before, sample_rate), before)
+        if group is None:
+            add_at(out, sound, at)
+        else:
+            ringing[group] = (at, sound)
+    for at, sound in ringing.values():
+        add_at(out, sound, at)
+    return out

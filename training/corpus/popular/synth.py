@@ -94,17 +94,6 @@ def _voices(notes: Sequence[Note], spb: float, sr: int, mono: bool) -> list[tupl
     return [(note, *_span(note, spb, sr), None) for note in notes]
 
 
-def _fade_cut(sound: np.ndarray, cut: int | None, sr: int) -> np.ndarray:
-    """`sound` ending at `cut` with a 3 ms fade, so a monophonic line does not click."""
-    if cut is None or cut >= len(sound):
-        return sound
-    fade = min(cut, int(0.003 * sr))
-    out = sound[:cut].copy()
-    if fade:
-        out[cut - fade:] *= np.linspace(1.0, 0.0, fade)
-    return out
-
-
 def subtractive(notes, spb, p, sr, n, rng) -> np.ndarray:
     """Oscillators (saw/square/pulse, detuned unison, sub octave) -> resonant low-pass with its
     own envelope -> amplitude envelope. Also pluck, supersaw, pad and acid (DEFAULTS)."""
@@ -141,7 +130,7 @@ def subtractive(notes, spb, p, sr, n, rng) -> np.ndarray:
             y = dsp.saturate(y, p["drive"])
         y *= dsp.adsr(length, gate, sr, p["attack"], p["decay"], p["sustain"], p["release"])
         y *= (note.velocity / 127) * (1.6 if accent else 1.0)
-        dsp.add_at(out, _fade_cut(y, cut, sr), at)
+        dsp.add_at(out, dsp.fade_cut(y, cut, sr), at)
     if p["vowel"]:
         out = formants(out, p["vowel"], sr)
     return out
@@ -186,7 +175,7 @@ def bass808(notes, spb, p, sr, n, rng) -> np.ndarray:
         y *= dsp.adsr(length, gate, sr, 0.001, p["decay"], p["sustain"], p["release"])
         click = int(0.004 * sr)
         y[:click] += p["click"] * rng.standard_normal(min(click, length)) * np.linspace(1, 0, min(click, length))
-        dsp.add_at(out, _fade_cut(y * note.velocity / 127, cut, sr), at)
+        dsp.add_at(out, dsp.fade_cut(y * note.velocity / 127, cut, sr), at)
     return out
 
 
@@ -277,33 +266,27 @@ def _drum_hit(pitch: int, velocity: int, p: dict, sr: int, rng: np.random.Genera
     return cymbal(velocity, p, sr, rng, 0.08, 2500.0) * 1.5
 
 
-def _hits(voice: Callable[[Note], np.ndarray], notes, spb, sr, n, chokes: bool) -> np.ndarray:
-    """Mix one hit per note; with `chokes`, a closed or pedal hat cuts a ringing open hat."""
-    out = np.zeros(n)
-    closing = sorted(round(x.start * spb * sr) for x in notes if x.pitch in (42, 44))
-    for note in notes:
-        at = round(note.start * spb * sr)
-        sound = voice(note)
-        if chokes and note.pitch == 46:
-            later = [c for c in closing if c > at]
-            sound = _fade_cut(sound, later[0] - at if later else None, sr)
-        dsp.add_at(out, sound, at)
-    return out
+HAT_KEYS = (42, 44, 46)  # closed, pedal, open: one choke group
+
+
+def _hits(voice: Callable[[Note], np.ndarray], notes, spb, sr, n) -> np.ndarray:
+    return dsp.mix_hits([(round(note.start * spb * sr), voice(note), 0 if note.pitch in HAT_KEYS else None)
+                         for note in notes], n, sr)
 
 
 def drum_machine(notes, spb, p, sr, n, rng) -> np.ndarray:
     """An analogue-style drum machine playing General MIDI percussion keys."""
-    return _hits(lambda note: _drum_hit(note.pitch, note.velocity, p, sr, rng), notes, spb, sr, n, chokes=True)
+    return _hits(lambda note: _drum_hit(note.pitch, note.velocity, p, sr, rng), notes, spb, sr, n)
 
 
 def kick808(notes, spb, p, sr, n, rng) -> np.ndarray:
     """Every note an 808 kick (a sine falling from start_hz to end_hz)."""
-    return _hits(lambda note: kick(note.velocity, p, sr, rng), notes, spb, sr, n, chokes=False)
+    return _hits(lambda note: kick(note.velocity, p, sr, rng), notes, spb, sr, n)
 
 
 def hats(notes, spb, p, sr, n, rng) -> np.ndarray:
     """Noise hats: key 46 open, any other key closed; a closed hat chokes an open one."""
-    return _hits(lambda note: hat(note.velocity, p, sr, rng, open_=note.pitch == 46), notes, spb, sr, n, chokes=True)
+    return _hits(lambda note: hat(note.velocity, p, sr, rng, open_=note.pitch == 46), notes, spb, sr, n)
 
 
 # --- effects voices ------------------------------------------------------------------------------
