@@ -24,6 +24,8 @@ from stemserver_training.corpus.errors import CorpusError
 from stemserver_training.corpus.popular import dsp, sources
 from stemserver_training.corpus.popular.score import Note
 
+LEAD_DB = -46.0  # a sample's start is its first sample this far below its peak or louder...
+LEAD_KEEP_S = 0.0005  # ...less this much, so the attack keeps its first rise
 HAT_GROUP = -2  # the choke group of a kit's hi-hat keys when the kit gives them none
 
 # GM key -> alternatives tried in order, each (words that must all be in the name, words that must not);
@@ -160,7 +162,8 @@ def load_kit(folder: Path) -> Kit:
 
 @lru_cache(maxsize=4096)
 def load_sample(path: Path, sample_rate: int) -> np.ndarray:
-    """A sample file as mono float64 at `sample_rate` (kept: a kit's samples are played many times)."""
+    """A sample file as mono float64 at `sample_rate` (kept: a kit's samples are played many times),
+    its leading silence cut (some kits' samples start up to 18 ms late, which would drag the groove)."""
     try:
         audio, rate = soundfile.read(path, dtype="float64", always_2d=True)
     except (OSError, RuntimeError) as e:
@@ -168,6 +171,9 @@ def load_sample(path: Path, sample_rate: int) -> np.ndarray:
     mono = audio.mean(axis=1)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate)
+    loud = np.flatnonzero(np.abs(mono) > np.abs(mono).max(initial=0.0) * 10 ** (LEAD_DB / 20))
+    if len(loud):
+        mono = mono[max(0, loud[0] - int(LEAD_KEEP_S * sample_rate)):]
     mono.setflags(write=False)
     return mono
 

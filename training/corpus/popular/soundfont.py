@@ -5,7 +5,9 @@ kits, played on the GM drum channel, where Timbre.program picks the kit (0 Stand
 16 Power, 24 Electronic, 25 TR-808, 32 Jazz, 40 Brush in the GS numbering; None: the default
 kit). A .sf3 soundfont (Vorbis-compressed samples) is read with dynamic sample loading:
 otherwise FluidSynth decodes every sample of the font at each start (about 13 s for MuseScore
-General; with it, about 1 s).
+General; with it, about 1 s). FluidSynth's own reverb and chorus are off: the same room on every
+soundfont part would be one more fingerprint, and production (production.py) draws a reverb per
+stem instead.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def render_soundfont(timbre: Timbre, notes: Sequence[Note], seconds_per_beat: fl
     if not drums and timbre.program is None:
         raise ValueError(f"a soundfont part needs a GM program (timbre {timbre.name!r} has none)")
     path = soundfont_path(timbre.name)
-    options = ("-o", "synth.dynamic-sample-loading=1") if path.suffix.lower() == ".sf3" else ()
+    options = ["-R", "0", "-C", "0"]  # no built-in reverb or chorus: production draws its own
+    if path.suffix.lower() == ".sf3":
+        options += ["-o", "synth.dynamic-sample-loading=1"]
     events = [midi.Note(n.start * seconds_per_beat, (n.start + n.length) * seconds_per_beat, n.pitch, n.velocity)
               for n in notes]
     with tempfile.TemporaryDirectory(prefix="stemserver-sf-") as workdir:
