@@ -33,13 +33,14 @@ from stemserver_training.corpus.popular.arrange import arrange_song, song_record
 from stemserver_training.corpus.popular.genres import GENRES
 from stemserver_training.corpus.popular.render import mix_song, render_part
 from stemserver_training.corpus.popular.resolve import resolve_timbres
-from stemserver_training.corpus.popular.score import Part, Song
+from stemserver_training.corpus.popular.score import Note, Part, Song
 from stemserver_training.corpus.popular.sources import installed_drumkits, installed_soundfonts
 from stemserver_training.corpus.variants import NAMESPACE
 
 DEFAULT_LIMIT = 100
 SILENT_DB = -60.0  # a stem whose peak is this far below the loudest is left out as silent
 MIN_STEMS = 2
+GRID_SLACK = 0.125  # beats
 ONSET_ROLES = ("drums", "fx")  # stems whose note onsets data.json lists (the one-shots of the loop export)
 
 
@@ -162,10 +163,7 @@ def build_song(index: int, settings: Settings) -> dict:
 def _stem_entry(song: Song, part: Part, truth: dict, drawn, level: dict) -> dict:
     """A stem's ground truth: what it is, what played it, its production, and when it plays."""
     spb = 60.0 / song.bpm
-    bar_beats = song.meter
-    playing = sorted({b for n in part.notes
-                      for b in range(int(n.start // bar_beats), int(math.ceil((n.start + n.length) / bar_beats)))
-                      if b < song.bars})
+    playing = sorted({b for n in part.notes for b in _bars_of(n, song.meter) if b < song.bars})
     entry = {
         "stem_name": part.label_path[0], "label_path": list(part.label_path), "part": part.name,
         "id": str(uuid.uuid5(NAMESPACE, f"{song.id}/{part.name}")), "role": part.role, "style": part.style,
@@ -178,6 +176,13 @@ def _stem_entry(song: Song, part: Part, truth: dict, drawn, level: dict) -> dict
     if part.role in ONSET_ROLES:
         entry["onsets"] = sorted({round(n.start * spb, 4) for n in part.notes})
     return entry
+
+
+def _bars_of(note: Note, meter: int) -> range:
+    """The bars a note sounds in. Humanisation moves notes a few ms around the grid: a note played
+    just before a bar line (or ending just after one) belongs to the bar it was written in."""
+    first = math.floor((note.start + GRID_SLACK) / meter)
+    return range(first, max(first + 1, math.ceil((note.start + note.length - GRID_SLACK) / meter)))
 
 
 def _data_json(song: Song, truth: dict, stems: list[dict], args: dict, levels: dict) -> dict:
