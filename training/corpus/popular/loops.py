@@ -39,6 +39,7 @@ DEFAULT_HIT_S = 1.0
 MIN_HIT_S = 0.04
 FADE_S = 0.005
 UNKEYED_ROLES = ("drums", "fx")
+ONE_SHOT_PARTS = ("kick", "snare", "clap", "hats", "perc", "impact")  # a kit's stem mixes pieces: none from it
 ONE_SHOT_NAMES = {"hats": "Hat", "perc": "Perc"}
 
 
@@ -112,7 +113,7 @@ def export_loops(corpus: str | Path, out: str | Path, *, bars: Sequence[int] = L
                           "label_path": stem["label_path"], "role": stem["role"], "genre": data["genre"],
                           "bpm": data["bpm"], "meter": data["meter"], "key": data["key"], "mode": data["mode"]}
                 summary.silent_cuts += _loops(writer, data, stem, audio, rate, bars, per_stem, source)
-                if "onsets" in stem and stem["part"] != "drums":
+                if "onsets" in stem and stem["part"] in ONE_SHOT_PARTS:
                     summary.silent_cuts += _one_shots(writer, stem, audio, rate, one_shots, source)
     with (out / MANIFEST).open("w") as f:
         for record in writer.records:
