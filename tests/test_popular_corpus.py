@@ -235,3 +235,38 @@ def test_loops_and_one_shots_are_cut_on_the_grid_and_named_like_a_sample_pack(co
         audio, _ = soundfile.read(out / record["file"])
         assert 0.04 * SAMPLE_RATE <= len(audio) <= 3 * SAMPLE_RATE and abs(audio[-1]) < 1e-3
     assert main(["loops", str(corpus), str(out)]) == 1  # not into a folder already holding an export
+
+
+def test_a_mixed_corpus_prepares_into_one_cache_split_by_song_and_trains(corpus, tmp_path, capsys):
+    """Popular and classical side by side under one root (MoisesDB's provider level): one
+    `stemserver prepare`, splits by song (a classical work's variants together), a tiny train run."""
+    from stemserver_training.cache import open_cache
+    from stemserver_training.cli import main as training_main
+    from stemserver_training.corpus.build import build as build_classical
+    from stemserver_training.corpus.render import DEFAULT_SOUNDFONT
+
+    if not DEFAULT_SOUNDFONT.is_file():
+        pytest.skip(f"needs {DEFAULT_SOUNDFONT} for the classical half")
+    root = tmp_path / "mixed"
+    shutil.copytree(corpus, root / "popular")
+    assert not build_classical(root / "classical", limit=2, seconds=6.0, workers=1, progress=False).failed
+    classical = {r["track_id"]: r["work_id"] for r in songs(root / "classical")}
+    assert len(classical) == 4
+
+    cache = tmp_path / "cache"
+    assert training_main(["prepare", "moisesdb", str(root), str(cache), "--valid-fraction", "0.2",
+                          "--test-fraction", "0.2"]) == 0
+    prepared = open_cache(cache)
+    split_of = {t.name: t.split for t in prepared.tracks}
+    assert set(split_of) == set(classical) | {r["track_id"] for r in songs(corpus)}
+    for work in set(classical.values()):
+        assert len({split_of[t] for t, w in classical.items() if w == work}) == 1  # variants share a split
+    assert len(set(split_of.values())) == 3
+
+    out = tmp_path / "run"
+    assert training_main(["train", "tiny", f"data.cache={cache}", "data.layout=null", "data.root=null", f"out={out}",
+                          "data.chunk_seconds=1.0", "data.norm_chunks=8", "data.valid_fraction=0.2",
+                          "data.test_fraction=0.2", "optim.batch_size=4", "contrastive.steps=2",
+                          "contrastive.warmup_steps=1", "jepa.steps=2", "jepa.warmup_steps=1",
+                          "runtime.checkpoint_every=2", "runtime.progress=false", "runtime.tensorboard=false"]) == 0
+    assert any(out.rglob("*.safetensors"))
