@@ -130,11 +130,11 @@ def onsets(audio: np.ndarray, hop: int = 16) -> list[float]:
 DRUM_NOTES = [Note(1 + k, 0.25, (36, 38, 42)[k % 3], 110) for k in range(9)]  # one hit a beat from beat 1
 
 
-def assert_onsets_at_written_times(audio: np.ndarray) -> None:
+def assert_onsets_at_written_times(audio: np.ndarray, tolerance: float = 0.010) -> None:
     written = [n.start * SPB for n in DRUM_NOTES]
     found = onsets(audio)
     assert len(found) == len(written), (found, written)
-    assert max(abs(f - w) for f, w in zip(found, written)) < 0.010, (found, written)
+    assert max(abs(f - w) for f, w in zip(found, written)) < tolerance, (found, written)
 
 
 def test_the_drum_machine_hits_at_the_written_times():
@@ -229,7 +229,8 @@ def test_each_debian_soundfont_renders_a_note_and_a_drum_kit(soundfont):
     audio = dry(piano, song, SR, np.random.default_rng(0))
     assert db(audio[: SR - 100]) < -60 and rms_db(audio[int(1.05 * SR): 2 * SR]) > -50
     assert abs(semitones(pitch_hz(audio[int(1.1 * SR): int(1.5 * SR)], high=1000), 60)) < 0.3
-    assert_onsets_at_written_times(dry(kit, song, SR, np.random.default_rng(0)))
+    # FluidSynth starts notes on 64-sample blocks (4 ms at 16 kHz), on top of a sample's own attack
+    assert_onsets_at_written_times(dry(kit, song, SR, np.random.default_rng(0)), tolerance=0.012)
 
 
 def tone_song(genre: str = "house") -> tuple[Song, Part, Part]:

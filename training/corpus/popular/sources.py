@@ -34,6 +34,8 @@ SOUNDFONTS = (
               ("/usr/share/sounds/sf3/MuseScore_General_Full.sf3", "/usr/share/sounds/sf3/MuseScore_General.sf3"),
               "MIT"),
     Soundfont("TimGM6mb.sf2", "timgm6mb-soundfont", ("/usr/share/sounds/sf2/TimGM6mb.sf2",), "GPL-2"),
+    Soundfont("sf_GMbank.sf2", "csound-soundfont", ("/usr/share/sounds/sf2/sf_GMbank.sf2",
+                                                    "/usr/share/samples/sf_GMbank.sf2"), "public domain"),
 )
 DRUMKIT_PACKAGE = "hydrogen-drumkits"
 
