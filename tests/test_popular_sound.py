@@ -203,6 +203,17 @@ def test_a_kit_plays_the_velocity_layer_and_the_open_hat_is_choked_by_the_closed
     assert db(choked[SR // 4 - 200: SR // 4 - 60]) > -20  # the open hat rang until the closed one
 
 
+@needs_kits
+def test_every_installed_kit_has_its_licence_and_a_timbre_describes_its_source():
+    assert set(KITS) <= set(sources.KIT_LICENCES), "a kit without a licence entry (see its package's copyright)"
+    kit = sources.describe(Timbre("drumkit", KITS[0]))
+    assert kit["package"] == "hydrogen-drumkits" and kit["licence"] == sources.KIT_LICENCES[KITS[0]]
+    assert kit["version"] is None or kit["version"][0].isdigit()
+    font = sources.describe(Timbre("soundfont", "TimGM6mb.sf2", program=33))
+    assert (font["package"], font["licence"], font["program"], font["bank"]) == ("timgm6mb-soundfont", "GPL-2", 33, 0)
+    assert sources.describe(Timbre("synth", "acid", params={"cutoff": 300.0}))["params"] == {"cutoff": 300.0}
+
+
 def test_missing_sources_are_errors_that_say_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(CorpusError, match="known: FluidR3_GM.sf2"):
         sources.soundfont_path("Nope.sf2")
