@@ -130,11 +130,11 @@ def onsets(audio: np.ndarray, hop: int = 16) -> list[float]:
 DRUM_NOTES = [Note(1 + k, 0.25, (36, 38, 42)[k % 3], 110) for k in range(9)]  # one hit a beat from beat 1
 
 
-def assert_onsets_at_written_times(audio: np.ndarray) -> None:
+def assert_onsets_at_written_times(audio: np.ndarray, tolerance: float = 0.010) -> None:
     written = [n.start * SPB for n in DRUM_NOTES]
     found = onsets(audio)
     assert len(found) == len(written), (found, written)
-    assert max(abs(f - w) for f, w in zip(found, written)) < 0.010, (found, written)
+    assert max(abs(f - w) for f, w in zip(found, written)) < tolerance, (found, written)
 
 
 def test_the_drum_machine_hits_at_the_written_times():
@@ -203,6 +203,17 @@ def test_a_kit_plays_the_velocity_layer_and_the_open_hat_is_choked_by_the_closed
     assert db(choked[SR // 4 - 200: SR // 4 - 60]) > -20  # the open hat rang until the closed one
 
 
+@needs_kits
+def test_every_installed_kit_has_its_licence_and_a_timbre_describes_its_source():
+    assert set(KITS) <= set(sources.KIT_LICENCES), "a kit without a licence entry (see its package's copyright)"
+    kit = sources.describe(Timbre("drumkit", KITS[0]))
+    assert kit["package"] == "hydrogen-drumkits" and kit["licence"] == sources.KIT_LICENCES[KITS[0]]
+    assert kit["version"] is None or kit["version"][0].isdigit()
+    font = sources.describe(Timbre("soundfont", "TimGM6mb.sf2", program=33))
+    assert (font["package"], font["licence"], font["program"], font["bank"]) == ("timgm6mb-soundfont", "GPL-2", 33, 0)
+    assert sources.describe(Timbre("synth", "acid", params={"cutoff": 300.0}))["params"] == {"cutoff": 300.0}
+
+
 def test_missing_sources_are_errors_that_say_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(CorpusError, match="known: FluidR3_GM.sf2"):
         sources.soundfont_path("Nope.sf2")
@@ -229,7 +240,8 @@ def test_each_debian_soundfont_renders_a_note_and_a_drum_kit(soundfont):
     audio = dry(piano, song, SR, np.random.default_rng(0))
     assert db(audio[: SR - 100]) < -60 and rms_db(audio[int(1.05 * SR): 2 * SR]) > -50
     assert abs(semitones(pitch_hz(audio[int(1.1 * SR): int(1.5 * SR)], high=1000), 60)) < 0.3
-    assert_onsets_at_written_times(dry(kit, song, SR, np.random.default_rng(0)))
+    # FluidSynth starts notes on 64-sample blocks (4 ms at 16 kHz), on top of a sample's own attack
+    assert_onsets_at_written_times(dry(kit, song, SR, np.random.default_rng(0)), tolerance=0.012)
 
 
 def tone_song(genre: str = "house") -> tuple[Song, Part, Part]:
@@ -299,3 +311,33 @@ def test_the_mix_does_not_clip_and_its_stems_sum_to_it():
     assert db(out["rest"]) < -200, "a silent stem stays silent"
     assert active_rms_db(out["kick"]) > active_rms_db(out["pad"]) + 2, "the kick sits above the pad"
     assert set(record["stems"]) == {"kick", "pad", "rest"} and record["master_gain_db"] < 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("fluidsynth") is None or not sources.installed_soundfonts(),
+                    reason="needs fluidsynth and a GM soundfont (apt-get install fluidsynth fluid-soundfont-gm)")
+def test_a_songs_soundfont_parts_render_in_one_run_as_each_alone(monkeypatch):
+    from stemserver_training.corpus import render as classical
+    from stemserver_training.corpus.popular import soundfont
+
+    name = sources.installed_soundfonts()[0].name
+    parts = [Part("piano", "chords", ("keys", "piano"), Timbre("soundfont", name, program=0),
+                  [Note(b, 0.9, 60 + b % 5, 90) for b in range(1, 9)]),
+             Part("kit", "drums", ("drums", "drum kit"), Timbre("soundfont", name, program=25, bank=128), DRUM_NOTES),
+             Part("bass", "bass", ("bass", "electric bass"), Timbre("soundfont", name, program=33),
+                  [Note(b, 1.9, 36, 100) for b in range(1, 12, 2)]),
+             Part("kit2", "drums", ("drums", "drum kit"), Timbre("soundfont", name, bank=128), DRUM_NOTES)]
+    song = song_of(parts, bars=3)
+    runs = []
+    monkeypatch.setattr(soundfont, "render_midi", lambda *a, **k: runs.append(a) or classical.render_midi(*a, **k))
+    together = {p.name: dry(p, song, SR, np.random.default_rng(0)) for p in parts}
+    assert len(runs) == 1
+    n = round(song.seconds * SR)
+    for part in parts:
+        alone = soundfont.render_soundfont_parts([part], SPB, SR, n)[part.name]
+        assert rms_db(alone) > -60
+        assert db(together[part.name][: SR // 2 - 100]) < -60, f"{part.name}: the part before bleeds into it"
+        # FluidSynth's reused voices colour a few hits a little (a part's first ones mostly): the same
+        # stem otherwise, and at the same times
+        difference = rms_db(together[part.name] - alone) - rms_db(alone)
+        assert difference < -30, part.name

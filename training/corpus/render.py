@@ -71,14 +71,22 @@ def render(
 ) -> np.ndarray:
     """Render one part alone: float32 mono at `sample_rate`, exactly `n_samples` long (padded or cut).
     `options` are more fluidsynth arguments (e.g. `-o name=value` settings)."""
-    midi, wav = workdir / "part.mid", workdir / "part.wav"
+    midi = workdir / "part.mid"
     write_midi(midi, notes, program=program, channel=channel, end=n_samples / sample_rate)
+    return render_midi(midi, soundfont, n_samples, fluidsynth, sample_rate, options)
+
+
+def render_midi(midi: Path, soundfont: Path, n_samples: int, fluidsynth: str = "fluidsynth",
+                sample_rate: int = SAMPLE_RATE, options: Sequence[str] = ()) -> np.ndarray:
+    """Render a MIDI file: float32 mono at `sample_rate`, exactly `n_samples` long (padded or cut);
+    the WAV is written beside the MIDI file."""
+    wav = midi.with_suffix(".wav")
     command = [fluidsynth, "-ni", "-q", *options, "-r", str(sample_rate), "-O", "float", "-T", "wav",
                "-F", str(wav), str(soundfont), str(midi)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:
-        raise CorpusError(f"fluidsynth took over {RENDER_TIMEOUT_S} s to render one part") from e
+        raise CorpusError(f"fluidsynth took over {RENDER_TIMEOUT_S} s to render {midi.name}") from e
     if done.returncode != 0 or not wav.is_file():
         detail = (done.stderr or done.stdout).strip()[-500:]
         raise CorpusError(f"fluidsynth failed (exit {done.returncode}) rendering with {soundfont}: {detail}")

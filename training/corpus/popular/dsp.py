@@ -33,29 +33,37 @@ def phase(freq: np.ndarray | float, n: int, sample_rate: int, start: float = 0.0
     return start + np.concatenate(([0.0], np.cumsum(step[:-1])))
 
 
+def _step(freq: np.ndarray | float, n: int, sample_rate: int) -> np.ndarray:
+    """Cycles per sample, per sample (at most half: Nyquist)."""
+    return np.broadcast_to(np.minimum(np.asarray(freq, dtype=np.float64) / sample_rate, 0.5), (n,))
+
+
 def _blep(t: np.ndarray, dt: np.ndarray) -> np.ndarray:
-    """PolyBLEP: the correction that removes most of the aliasing of a jump at t = 0 (mod 1)."""
+    """PolyBLEP: the correction that removes most of the aliasing of a jump at t = 0 (mod 1).
+    Only the samples next to a jump get one, so it is computed there alone."""
     out = np.zeros_like(t)
-    rise = t < dt
+    rise = np.flatnonzero(t < dt)
     x = t[rise] / dt[rise]
     out[rise] = x + x - x * x - 1.0
-    fall = t > 1.0 - dt
+    fall = np.flatnonzero(t > 1.0 - dt)
     x = (t[fall] - 1.0) / dt[fall]
     out[fall] = x * x + x + x + 1.0
     return out
 
 
 def saw(cycles: np.ndarray, freq: np.ndarray | float, sample_rate: int) -> np.ndarray:
-    t = cycles % 1.0
-    dt = np.broadcast_to(np.clip(np.asarray(freq, dtype=np.float64) / sample_rate, 1e-6, 0.5), t.shape)
-    return 2.0 * t - 1.0 - _blep(t, dt)
+    t = cycles - np.floor(cycles)
+    out = _blep(t, _step(freq, len(t), sample_rate))
+    np.subtract(2.0 * t - 1.0, out, out=out)
+    return out
 
 
 def pulse(cycles: np.ndarray, freq: np.ndarray | float, sample_rate: int, width: float = 0.5) -> np.ndarray:
-    t = cycles % 1.0
-    dt = np.broadcast_to(np.clip(np.asarray(freq, dtype=np.float64) / sample_rate, 1e-6, 0.5), t.shape)
-    naive = np.where(t < width, 1.0, -1.0)
-    return naive + _blep(t, dt) - _blep((t + 1.0 - width) % 1.0, dt)
+    t = cycles - np.floor(cycles)
+    dt = _step(freq, len(t), sample_rate)
+    shifted = t + (1.0 - width)
+    shifted -= np.floor(shifted)
+    return np.where(t < width, 1.0, -1.0) + _blep(t, dt) - _blep(shifted, dt)
 
 
 def oscillator(wave: str, cycles: np.ndarray, freq: np.ndarray | float, sample_rate: int,

@@ -55,7 +55,7 @@ def draw_chain(part: Part, song: Song, rng: np.random.Generator) -> list[dict]:
         chain.append({"name": "compressor", "threshold_db": _u(rng, -28, -10, 1), "ratio": _u(rng, 2, 6, 1),
                       "attack_ms": _u(rng, 1, 30, 1), "release_ms": _u(rng, 50, 300, 0)})
     if rng.random() < (0.35 if role in ("bass", "lead", "drums") else 0.1):
-        chain.append({"name": "distortion", "drive_db": _u(rng, 3, 18, 1)})
+        chain.append({"name": "distortion", "drive_db": _u(rng, 3, 12, 1)})
     if role in ("chords", "lead", "arp", "vocal") and rng.random() < 0.35:
         chain.append({"name": "chorus", "rate_hz": _u(rng, 0.2, 2.0), "depth": _u(rng, 0.1, 0.5),
                       "mix": _u(rng, 0.2, 0.5)})

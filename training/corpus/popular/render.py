@@ -3,7 +3,9 @@
     audio, effects = render_part(part, song, sample_rate, rng)
     mix, stems, levels = mix_song(song, {part.name: audio, ...}, rng)
 
-The stem is exactly the song's length (tails past the last bar are cut, as a DAW's export of the
+A song's soundfont parts are rendered together on the first request for one of them (see
+soundfont.py), so ask for them within one song before moving to the next. The stem is exactly
+the song's length (tails past the last bar are cut, as a DAW's export of the
 song's range would). Every random choice is drawn from `rng`, so a song renders the same from
 the same seed.
 """
@@ -15,10 +17,12 @@ import numpy as np
 from stemserver_training.corpus.popular import drumkit, production, sources
 from stemserver_training.corpus.popular.mix import mix_song
 from stemserver_training.corpus.popular.score import Part, Song
-from stemserver_training.corpus.popular.soundfont import render_soundfont
+from stemserver_training.corpus.popular.soundfont import SongBatch
 from stemserver_training.corpus.popular.synth import render_synth
 
 __all__ = ["dry", "mix_song", "render_part"]
+
+_SOUNDFONT_RUNS = SongBatch()  # one per process: a build worker renders one song at a time
 
 
 def dry(part: Part, song: Song, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -27,7 +31,7 @@ def dry(part: Part, song: Song, sample_rate: int, rng: np.random.Generator) -> n
     spb = 60.0 / song.bpm
     n = round(song.seconds * sample_rate)
     if timbre.kind == "soundfont":
-        return render_soundfont(timbre, part.notes, spb, sample_rate, n)
+        return _SOUNDFONT_RUNS.get(part, song.parts, (id(song), song.id, song.seed), spb, sample_rate, n)
     if timbre.kind == "drumkit":
         kit = drumkit.load_kit(sources.drumkit_folder(timbre.name))
         return drumkit.render_kit(kit, part.notes, spb, sample_rate, n)
