@@ -34,6 +34,7 @@ from stemserver_training.corpus.popular.genres import GENRES
 from stemserver_training.corpus.popular.render import mix_song, render_part
 from stemserver_training.corpus.popular.resolve import resolve_timbres
 from stemserver_training.corpus.popular.score import Note, Part, Song
+from stemserver_training.corpus.popular.sources import describe as provenance
 from stemserver_training.corpus.popular.sources import installed_drumkits, installed_soundfonts
 from stemserver_training.corpus.variants import NAMESPACE
 
@@ -167,7 +168,7 @@ def _stem_entry(song: Song, part: Part, truth: dict, drawn, level: dict) -> dict
     entry = {
         "stem_name": part.label_path[0], "label_path": list(part.label_path), "part": part.name,
         "id": str(uuid.uuid5(NAMESPACE, f"{song.id}/{part.name}")), "role": part.role, "style": part.style,
-        "timbre": truth["timbre"], "voice": {"kind": drawn.kind, "name": drawn.name, "program": drawn.program,
+        "timbre": provenance(part.timbre), "voice": {"kind": drawn.kind, "name": drawn.name, "program": drawn.program,
                                              "bank": drawn.bank, "params": dict(drawn.params)},
         "effects": truth["effects"], "notes": truth["notes"], "bars_playing": playing,
         "lowest": min((n.pitch for n in part.notes), default=None),
