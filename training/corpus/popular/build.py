@@ -166,7 +166,7 @@ def _stem_entry(song: Song, part: Part, truth: dict, drawn, level: dict) -> dict
     spb = 60.0 / song.bpm
     playing = sorted({b for n in part.notes for b in _bars_of(n, song.meter) if b < song.bars})
     entry = {
-        "stem_name": part.label_path[0], "label_path": list(part.label_path), "part": part.name,
+        "stem_name": part.label_path[0].replace(" ", "_"), "label_path": list(part.label_path), "part": part.name,
         "id": str(uuid.uuid5(NAMESPACE, f"{song.id}/{part.name}")), "role": part.role, "style": part.style,
         "timbre": provenance(part.timbre), "voice": {"kind": drawn.kind, "name": drawn.name, "program": drawn.program,
                                              "bank": drawn.bank, "params": dict(drawn.params)},
