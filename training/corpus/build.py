@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from stemserver.audio import SAMPLE_RATE
 from stemserver.exits import EXIT_ERROR, EXIT_OK
 from stemserver_training.corpus import layout
 from stemserver_training.corpus.errors import CorpusError
-from stemserver_training.corpus.parallel import run_jobs
+from stemserver_training.corpus.parallel import Totals, run_jobs
 from stemserver_training.corpus.popular.genres import GENRES
 from stemserver_training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256, find_fluidsynth, render
 from stemserver_training.corpus.scores import IneligibleWork, Score, Work, eligible_works, load_score, select_works
@@ -61,23 +61,14 @@ class Settings:
                 "soundfont_sha256": self.soundfont_sha256}
 
 
-@dataclass
-class Summary:
+@dataclass(kw_only=True)
+class Summary(Totals):
     """What a build did, and what the folder holds for the selected works."""
 
-    out: str
     eligible_works: int
     works: int
     variants: int
     tracks: int = 0
-    built: int = 0
-    skipped: int = 0
-    failed: list[str] = field(default_factory=list)
-    stems: int = 0
-    track_hours: float = 0.0
-    stem_hours: float = 0.0
-    bytes: int = 0
-    seconds: float = 0.0
 
 
 def build(

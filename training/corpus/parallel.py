@@ -1,4 +1,4 @@
-"""Run a builder's jobs over worker processes, as they finish, with errors as messages.
+"""Run a builder's jobs over worker processes, as they finish, with errors as messages; its totals.
 
 Shared by the classical and the popular builders: the main process alone writes the manifest,
 so workers only return records (or a failure message, so one bad job never kills the build).
@@ -8,8 +8,24 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
+
+
+@dataclass(kw_only=True)
+class Totals:
+    """What a build did, and the audio its folder holds: both builders' summaries extend it."""
+
+    out: str
+    built: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    stems: int = 0
+    track_hours: float = 0.0
+    stem_hours: float = 0.0
+    bytes: int = 0
+    seconds: float = 0.0
 
 
 def run_jobs(function: Callable[..., Any], tasks: Iterable[tuple[str, tuple]], workers: int) -> Iterator[Any]:

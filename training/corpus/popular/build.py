@@ -28,7 +28,7 @@ from stemserver import __version__
 from stemserver.audio import SAMPLE_RATE
 from stemserver_training.corpus import layout
 from stemserver_training.corpus.errors import CorpusError
-from stemserver_training.corpus.parallel import run_jobs
+from stemserver_training.corpus.parallel import Totals, run_jobs
 from stemserver_training.corpus.popular.arrange import arrange_song, song_record
 from stemserver_training.corpus.popular.genres import GENRES
 from stemserver_training.corpus.popular.render import mix_song, render_part
@@ -59,18 +59,9 @@ class Settings:
                 "soundfonts": [sf.name for sf in installed_soundfonts()], "drumkits": installed_drumkits()}
 
 
-@dataclass
-class Summary:
-    out: str
+@dataclass(kw_only=True)
+class Summary(Totals):
     songs: int
-    built: int = 0
-    skipped: int = 0
-    failed: list[str] = field(default_factory=list)
-    stems: int = 0
-    track_hours: float = 0.0
-    stem_hours: float = 0.0
-    bytes: int = 0
-    seconds: float = 0.0
     genres: dict[str, int] = field(default_factory=dict)
 
 
