@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     loops.add_argument("--json", action="store_true", help="print the summary as JSON")
     loops.set_defaults(handler=_loops)
     args = parser.parse_args(argv)
-    return run_main(args.handler, args, "corpus", interrupted="interrupted; run the same command again to resume")
+    interrupted = ("interrupted; run the same command again to resume" if args.verb == "build"
+                   else "interrupted; delete the partial export and run the command again")
+    return run_main(args.handler, args, "corpus", interrupted=interrupted)
 
 
 def _loops(args: argparse.Namespace) -> int:
