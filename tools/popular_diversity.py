@@ -22,8 +22,9 @@ import soundfile
 MINOR_THIRD = ("minor", "dorian", "phrygian")
 
 
-def table(title: str, counts: Counter, total: int | None = None, sort_by_key: bool = False) -> str:
-    rows = sorted(counts.items()) if sort_by_key else counts.most_common()
+def table(title: str, counts: Counter, total: int | None = None, order: str = "count") -> str:
+    """A Markdown table of `counts`, most common first, by key ("key") or as given ("given")."""
+    rows = {"count": counts.most_common(), "key": sorted(counts.items()), "given": list(counts.items())}[order]
     lines = [f"| {title} | count |" + (" share |" if total else ""), "|---|---|" + ("---|" if total else "")]
     for key, n in rows:
         lines.append(f"| {key} | {n} |" + (f" {100 * n / total:.1f} % |" if total else ""))
@@ -46,14 +47,14 @@ def main() -> None:
            f"{sum(s['duration'] * len(s['stems']) for s in songs) / 3600:.2f} stem-hours; "
            f"{len(latest) - n} skipped"]
     out.append(table("genre", Counter(s["genre"] for s in songs), n))
-    bins = Counter(f"{int(s['bpm'] // 10 * 10)}-{int(s['bpm'] // 10 * 10 + 9)}" for s in songs)
-    out.append(table("BPM", bins, n, sort_by_key=True))
-    keys = Counter(f"{s['key'].split()[0]} {'minor' if s['mode'] in MINOR_THIRD else 'major'}" for s in songs)
+    bins = Counter(int(s["bpm"] // 10 * 10) for s in songs)
+    out.append(table("BPM", Counter({f"{b}-{b + 9}": bins[b] for b in sorted(bins)}), n, order="given"))
+    keys = Counter((s["tonic"], s["mode"] in MINOR_THIRD) for s in songs)  # by pitch class: C# and Db are one key
     out.append(f"key coverage: {len(keys)} of 24 major/minor keys (by tonic and third); "
                f"least {min(keys.values())}, most {max(keys.values())} songs a key")
     out.append(table("mode", Counter(s["mode"] for s in songs), n))
     out.append(table("meter", Counter(f"{s['meter']}/4" for s in songs), n))
-    out.append(table("parts per song", Counter(len(s["stems"]) for s in songs), n, sort_by_key=True))
+    out.append(table("parts per song", Counter(len(s["stems"]) for s in songs), n, order="key"))
     stems = [st for s in songs for st in s["stems"]]
     out.append(table("role (stems)", Counter(st["role"] for st in stems), len(stems)))
     out.append(table("timbre kind (stems)", Counter(st["timbre"]["kind"] for st in stems), len(stems)))
@@ -63,7 +64,7 @@ def main() -> None:
     effects = Counter(e["name"] for st in stems for e in {e["name"]: e for e in st["effects"]}.values())
     out.append(table("effect (stems that have it)", effects, len(stems)))
     chains = Counter(len(st["effects"]) for st in stems)
-    out.append(table("effects per stem", chains, len(stems), sort_by_key=True))
+    out.append(table("effects per stem", chains, len(stems), order="key"))
     if args.build_json:
         summary = json.loads(args.build_json.read_text())
         out.append(f"build: {summary['stem_hours']:.2f} stem-hours in {summary['seconds'] / 60:.1f} min = "
