@@ -1,5 +1,6 @@
-"""The arrangement's voices as the renderer plays them: every synth voice any genre draws maps
-to a recipe and parameters the synths accept, and GM presets and kits to an installed soundfont."""
+"""The arrangement as the builder hands it on: every synth voice any genre draws maps
+to a recipe and parameters the synths accept, GM presets and kits to an installed soundfont, and
+notes to the bars they sound in."""
 
 from __future__ import annotations
 
@@ -41,3 +42,14 @@ def test_an_unknown_voice_is_a_clear_error():
     part = Part("lead", "lead", ("synth lead", "saw lead"), Timbre("synth", "theremin", params={}))
     with pytest.raises(ValueError, match="no synth recipe renders the arranged voice 'theremin'"):
         synth_recipe(part)
+
+
+def test_a_note_humanised_before_a_bar_line_belongs_to_its_written_bar():
+    """Regression: bars_playing listed bar 1 for a note written on bar 2 and played 10 ms early."""
+    from stemserver_training.corpus.popular.build import bars_of
+    from stemserver_training.corpus.popular.score import Note
+
+    assert list(bars_of(Note(7.99, 3.9, 40, 100), 4)) == [2]
+    assert list(bars_of(Note(8.0, 4.03, 40, 100), 4)) == [2]  # ends just after the bar line
+    assert list(bars_of(Note(6.0, 4.0, 40, 100), 4)) == [1, 2]
+    assert list(bars_of(Note(3.95, 0.02, 42, 90), 4)) == [1]  # a short hit just before the line

@@ -155,7 +155,7 @@ def build_song(index: int, settings: Settings) -> dict:
 def _stem_entry(song: Song, part: Part, truth: dict, drawn, level: dict) -> dict:
     """A stem's ground truth: what it is, what played it, its production, and when it plays."""
     spb = 60.0 / song.bpm
-    playing = sorted({b for n in part.notes for b in _bars_of(n, song.meter) if b < song.bars})
+    playing = sorted({b for n in part.notes for b in bars_of(n, song.meter) if b < song.bars})
     entry = {
         "stem_name": part.label_path[0].replace(" ", "_"), "label_path": list(part.label_path), "part": part.name,
         "id": str(uuid.uuid5(NAMESPACE, f"{song.id}/{part.name}")), "role": part.role, "style": part.style,
@@ -170,7 +170,7 @@ def _stem_entry(song: Song, part: Part, truth: dict, drawn, level: dict) -> dict
     return entry
 
 
-def _bars_of(note: Note, meter: int) -> range:
+def bars_of(note: Note, meter: int) -> range:
     """The bars a note sounds in. Humanisation moves notes a few ms around the grid: a note played
     just before a bar line (or ending just after one) belongs to the bar it was written in."""
     first = math.floor((note.start + GRID_SLACK) / meter)
