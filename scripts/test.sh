@@ -3,6 +3,9 @@
 # test suite. Extra arguments go to pytest, e.g. scripts/test.sh -k audio -x
 source "$(dirname "$0")/_setup.sh"
 install_system_packages ffmpeg:ffmpeg fluidsynth:fluidsynth fluid-soundfont-gm:/usr/share/sounds/sf2/FluidR3_GM.sf2 \
-    liblo-tools:oscsend jackd2:jackd libportaudio2:lib:libportaudio.so.2 lua5.4:lua5.4
+    liblo-tools:oscsend jackd2:jackd libportaudio2:lib:libportaudio.so.2 lua5.4:lua5.4 \
+    musescore-general-soundfont:/usr/share/sounds/sf3/MuseScore_General_Full.sf3 \
+    timgm6mb-soundfont:/usr/share/sounds/sf2/TimGM6mb.sf2 csound-soundfont:/usr/share/sounds/sf2/sf_GMbank.sf2 \
+    hydrogen-drumkits:/usr/share/hydrogen/data/drumkits
 install_python_packages "text,test"
 exec "$VENV/bin/python" -m pytest "$@"

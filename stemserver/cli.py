@@ -21,7 +21,7 @@ CHECKPOINT_HELP = "model bundle (.safetensors; default: the bundled default mode
 # Verbs of the training side: stemserver VERB ARGS runs MODULE's main(PREFIX + ARGS). They are imported
 # only when used (the product never depends on the trainer, and --help stays fast).
 TRAINING_VERBS = {
-    "corpus": ("stemserver_training.corpus.__main__", [], "build the open multitrack corpus (corpus build OUT)"),
+    "corpus": ("stemserver_training.corpus.__main__", [], "build the open corpus, cut loops (corpus build/loops)"),
     "prepare": ("stemserver_training.cli", ["prepare"], "decode a dataset into the training cache"),
     "train": ("stemserver_training.cli", ["train"], "train a model from a config: contrastive, then JEPA"),
     "eval": ("stemserver_training.evaluate", [], "retrieval metrics and a report on a prepared dataset"),

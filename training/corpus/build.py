@@ -17,11 +17,9 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import time
-from dataclasses import dataclass, field
-from multiprocessing import get_context
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,8 @@ from stemserver.audio import SAMPLE_RATE
 from stemserver.exits import EXIT_ERROR, EXIT_OK
 from stemserver_training.corpus import layout
 from stemserver_training.corpus.errors import CorpusError
+from stemserver_training.corpus.parallel import Totals, run_jobs
+from stemserver_training.corpus.popular.genres import GENRES
 from stemserver_training.corpus.render import DEFAULT_SOUNDFONT, check_soundfont, file_sha256, find_fluidsynth, render
 from stemserver_training.corpus.scores import IneligibleWork, Score, Work, eligible_works, load_score, select_works
 from stemserver_training.corpus.variants import TrackPlan, plan_track, track_id
@@ -61,23 +61,14 @@ class Settings:
                 "soundfont_sha256": self.soundfont_sha256}
 
 
-@dataclass
-class Summary:
+@dataclass(kw_only=True)
+class Summary(Totals):
     """What a build did, and what the folder holds for the selected works."""
 
-    out: str
     eligible_works: int
     works: int
     variants: int
     tracks: int = 0
-    built: int = 0
-    skipped: int = 0
-    failed: list[str] = field(default_factory=list)
-    stems: int = 0
-    track_hours: float = 0.0
-    stem_hours: float = 0.0
-    bytes: int = 0
-    seconds: float = 0.0
 
 
 def build(
@@ -142,7 +133,8 @@ def _render_missing(selected: list[Work], variants: int, settings: Settings, wor
          f"({len(selected)} works x {variants} variants) into {out}", progress)
 
     with tqdm(total=pending, unit="track", desc="rendering", disable=not progress, file=sys.stderr) as bar:
-        for result in _run_jobs(jobs, settings, workers):
+        tasks = [(work.work_id, (work, todo, settings)) for work, todo in jobs]
+        for result in run_jobs(build_work, tasks, workers):
             if isinstance(result, str):
                 summary.failed.append(result)
                 tqdm.write(f"failed: {result}", file=sys.stderr)
@@ -153,34 +145,6 @@ def _render_missing(selected: list[Work], variants: int, settings: Settings, wor
                 summary.built += record["type"] == "track"
                 bar.update(1)
     return records
-
-
-def _run_jobs(jobs: list[tuple[Work, tuple[int, ...]]], settings: Settings, workers: int):
-    """Yield each job's records (a list) or a failure message (a str), as jobs finish.
-
-    A multiprocessing pool rather than concurrent.futures: leaving this generator (Ctrl-C, an
-    error) terminates the workers at once instead of waiting for the works they are rendering.
-    """
-    tasks = [(work, todo, settings) for work, todo in jobs]
-    if workers == 1:
-        yield from map(_guarded, tasks)
-        return
-    with get_context("spawn").Pool(workers, initializer=_ignore_interrupts) as pool:
-        yield from pool.imap_unordered(_guarded, tasks)
-
-
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the main process, which terminates them (no half-reported failures)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _guarded(task: tuple[Work, tuple[int, ...], Settings]) -> list[dict] | str:
-    """Build one work's variants; an unexpected error becomes a message, not a dead build."""
-    work, variants, settings = task
-    try:
-        return build_work(work, variants, settings)
-    except Exception as e:
-        return f"{work.work_id}: {type(e).__name__}: {e}"
 
 
 def build_work(work: Work, variants: tuple[int, ...], settings: Settings) -> list[dict]:
@@ -269,39 +233,63 @@ def _log(message: str, enabled: bool) -> None:
 # ----------------------------------------------------------------------------- command line
 
 
+STYLES = ("classical", "popular")
+CLASSICAL_ONLY = ("variants", "soundfont", "works")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `build`, for `python -m stemserver_training.corpus build` and `stemserver corpus build`."""
     parser.add_argument("out", type=Path, metavar="OUT", help="output folder (MoisesDB layout); "
                         "run the same command again to resume an interrupted build")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="build only N works (a seeded sample)")
+    parser.add_argument("--style", choices=STYLES, default="classical",
+                        help="classical: music21 scores through FluidSynth (the default); popular: generated "
+                        "songs of a dozen genres with synths, soundfonts, drum kits and production")
+    parser.add_argument("--limit", type=positive_int, metavar="N",
+                        help="build only N works (a seeded sample); popular: N songs (default 100)")
     parser.add_argument("--seconds", type=positive_float, metavar="S",
-                        help="keep only the first S seconds of each work (default: whole works)")
-    parser.add_argument("--variants", type=positive_int, default=DEFAULT_VARIANTS, metavar="V",
-                        help=f"instrumentations of each work, each with its own tempo and transposition "
+                        help="keep only the first S seconds of each work (default: whole works); popular: songs "
+                        "of about S seconds, whole bars (default: 16, 24 or 32 bars)")
+    parser.add_argument("--variants", type=positive_int, metavar="V",
+                        help=f"classical: instrumentations of each work, each with its own tempo and transposition "
                         f"(default: {DEFAULT_VARIANTS})")
-    parser.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT, metavar="SF2",
-                        help=f"General MIDI soundfont (default: {DEFAULT_SOUNDFONT})")
+    parser.add_argument("--soundfont", type=Path, metavar="SF2",
+                        help=f"classical: General MIDI soundfont (default: {DEFAULT_SOUNDFONT})")
     parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                         help="parallel worker processes (default: one per core)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every random choice (default: 0)")
     parser.add_argument("--no-bass", dest="bass", action="store_false",
-                        help="do not add a bass stem doubling the lowest voice an octave down")
-    parser.add_argument("--works", metavar="GLOB", help="only works whose id matches, e.g. 'bach/*'")
+                        help="classical: do not add a bass stem doubling the lowest voice an octave down")
+    parser.add_argument("--works", metavar="GLOB", help="classical: only works whose id matches, e.g. 'bach/*'")
+    parser.add_argument("--genres", nargs="+", metavar="GENRE",
+                        help=f"popular: only these genres ({', '.join(sorted(GENRES))}; default: all)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `build` from parsed arguments; prints a summary. Exit codes: 0 ok, 1 some works failed
     (errors raise: the command line turns them into exit 1)."""
-    summary = build(args.out, limit=args.limit, seconds=args.seconds, variants=args.variants,
-                    soundfont=args.soundfont, workers=args.workers, seed=args.seed, bass=args.bass,
-                    works=args.works, progress=not args.json or sys.stderr.isatty())
-    if args.json:
-        print(json.dumps(dataclasses.asdict(summary), indent=2))
+    progress = not args.json or sys.stderr.isatty()
+    if args.style == "popular":
+        from stemserver_training.corpus.popular import build as popular  # pedalboard and the synths: only here
+
+        wrong = [f"--{name}" for name in CLASSICAL_ONLY if getattr(args, name) is not None]
+        if not args.bass:
+            wrong.append("--no-bass")
+        if wrong:
+            raise CorpusError(f"{', '.join(wrong)} only apply to --style classical: leave them out")
+        summary = popular.build(args.out, limit=args.limit or popular.DEFAULT_LIMIT, seconds=args.seconds,
+                                genres=args.genres, workers=args.workers, seed=args.seed, progress=progress)
+        text = popular.describe(summary)
     else:
-        print(_describe(summary))
+        if args.genres:
+            raise CorpusError("--genres only applies to --style popular")
+        summary = build(args.out, limit=args.limit, seconds=args.seconds,
+                        variants=args.variants or DEFAULT_VARIANTS, soundfont=args.soundfont or DEFAULT_SOUNDFONT,
+                        workers=args.workers, seed=args.seed, bass=args.bass, works=args.works, progress=progress)
+        text = _describe(summary)
+    print(json.dumps(dataclasses.asdict(summary), indent=2) if args.json else text)
     if summary.failed:
-        print(f"corpus: error: {len(summary.failed)} work(s) failed and will be retried by the next run; "
+        print(f"corpus: error: {len(summary.failed)} track(s) failed and will be retried by the next run; "
               f"first: {summary.failed[0]}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK

@@ -55,16 +55,24 @@ def data_json(plan: TrackPlan, work: Work) -> dict:
 
 def write_track(out: Path, plan: TrackPlan, work: Work, audio: dict[str, np.ndarray]) -> Path:
     """Write every stem of `plan` (audio by stem key) and its data.json; returns the track folder."""
-    partial = out / PARTIAL / plan.track_id
+    by_source = {stem.source_id: audio[stem.key] for stem in plan.stems}
+    return write_folder(out, plan.track_id, data_json(plan, work), by_source)
+
+
+def write_folder(out: Path, track_id: str, data: dict, audio: dict[str, np.ndarray]) -> Path:
+    """Write a track: the file of every source `data` (a data.json) lists, from `audio` by source
+    id, then data.json, in a partial folder renamed into place; returns the track folder."""
+    partial = out / PARTIAL / track_id
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for stem in plan.stems:
-        folder = partial / stem.stem_name
+    for stem in data["stems"]:
+        folder = partial / stem["stemName"]
         folder.mkdir(exist_ok=True)
-        soundfile.write(folder / f"{stem.source_id}.flac", audio[stem.key], SAMPLE_RATE,
-                        subtype="PCM_16", format="FLAC")
-    (partial / DATA_JSON).write_text(json.dumps(data_json(plan, work), indent=2, ensure_ascii=False) + "\n")
-    final = out / plan.track_id
+        for track in stem["tracks"]:
+            soundfile.write(folder / f"{track['id']}.{track['extension']}", audio[track["id"]], SAMPLE_RATE,
+                            subtype="PCM_16", format="FLAC")
+    (partial / DATA_JSON).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    final = out / track_id
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     return final

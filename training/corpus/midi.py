@@ -33,13 +33,24 @@ def write_midi(path: str | Path, notes: Iterable[Note], program: int | None, cha
     A note that would overlap the next note of the same pitch is shortened, since MIDI cannot
     tell two overlapping same-pitch notes apart (the first note-off would cut the second).
     """
-    events: list[tuple[int, int, bytes]] = []  # (tick, order: offs before ons, message)
-    if program is not None:
-        events.append((0, 0, bytes([0xC0 | channel, program])))
-    for note in _without_overlaps(notes):
-        on, off = _tick(note.start), max(_tick(note.end), _tick(note.start) + 1)
-        events.append((on, 2, bytes([0x90 | channel, note.pitch, note.velocity])))
-        events.append((off, 1, bytes([0x80 | channel, note.pitch, 0])))
+    write_segments(path, [(0.0, notes, program, channel)], end)
+
+
+def write_segments(path: str | Path, segments: Iterable[tuple[float, Iterable[Note], int | None, int]],
+                   end: float) -> None:
+    """Write several parts in one file, each (offset in seconds, notes, program, channel) with its
+    program change at its offset and its notes shifted by it: one FluidSynth run then renders
+    parts one after another (the caller leaves gaps for their tails), paying for one soundfont load."""
+    events: list[tuple[int, int, bytes]] = []  # (tick, order: program changes, then offs, then ons; message)
+    for offset, notes, program, channel in segments:
+        base = _tick(offset)  # whole ticks, so a part's notes fall on the same ticks at any offset
+        if program is not None:
+            events.append((base, 0, bytes([0xC0 | channel, program])))
+        for note in _without_overlaps(notes):
+            on = base + _tick(note.start)
+            off = base + max(_tick(note.end), _tick(note.start) + 1)
+            events.append((on, 2, bytes([0x90 | channel, note.pitch, note.velocity])))
+            events.append((off, 1, bytes([0x80 | channel, note.pitch, 0])))
     events.sort(key=lambda e: (e[0], e[1]))
     last = max([_tick(end)] + [tick for tick, _, _ in events])
 

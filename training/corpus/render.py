@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,22 +66,33 @@ def render(
     n_samples: int,
     workdir: Path,
     fluidsynth: str = "fluidsynth",
+    sample_rate: int = SAMPLE_RATE,
+    options: Sequence[str] = (),
 ) -> np.ndarray:
-    """Render one part alone: float32 mono at 16 kHz, exactly `n_samples` long (padded or cut)."""
-    midi, wav = workdir / "part.mid", workdir / "part.wav"
-    write_midi(midi, notes, program=program, channel=channel, end=n_samples / SAMPLE_RATE)
-    command = [fluidsynth, "-ni", "-q", "-r", str(SAMPLE_RATE), "-O", "float", "-T", "wav",
+    """Render one part alone: float32 mono at `sample_rate`, exactly `n_samples` long (padded or cut).
+    `options` are more fluidsynth arguments (e.g. `-o name=value` settings)."""
+    midi = workdir / "part.mid"
+    write_midi(midi, notes, program=program, channel=channel, end=n_samples / sample_rate)
+    return render_midi(midi, soundfont, n_samples, fluidsynth, sample_rate, options)
+
+
+def render_midi(midi: Path, soundfont: Path, n_samples: int, fluidsynth: str = "fluidsynth",
+                sample_rate: int = SAMPLE_RATE, options: Sequence[str] = ()) -> np.ndarray:
+    """Render a MIDI file: float32 mono at `sample_rate`, exactly `n_samples` long (padded or cut);
+    the WAV is written beside the MIDI file."""
+    wav = midi.with_suffix(".wav")
+    command = [fluidsynth, "-ni", "-q", *options, "-r", str(sample_rate), "-O", "float", "-T", "wav",
                "-F", str(wav), str(soundfont), str(midi)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:
-        raise CorpusError(f"fluidsynth took over {RENDER_TIMEOUT_S} s to render one part") from e
+        raise CorpusError(f"fluidsynth took over {RENDER_TIMEOUT_S} s to render {midi.name}") from e
     if done.returncode != 0 or not wav.is_file():
         detail = (done.stderr or done.stdout).strip()[-500:]
         raise CorpusError(f"fluidsynth failed (exit {done.returncode}) rendering with {soundfont}: {detail}")
     samples, rate = soundfile.read(wav, dtype="float32", always_2d=True)
-    if rate != SAMPLE_RATE:
-        raise CorpusError(f"fluidsynth wrote {rate} Hz audio when asked for {SAMPLE_RATE} Hz")
+    if rate != sample_rate:
+        raise CorpusError(f"fluidsynth wrote {rate} Hz audio when asked for {sample_rate} Hz")
     mono = samples.mean(axis=1)
     out = np.zeros(n_samples, dtype=np.float32)
     out[: min(n_samples, len(mono))] = mono[:n_samples]
