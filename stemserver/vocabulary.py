@@ -151,6 +151,7 @@ SYNONYMS = (
     "hi hats", "hats", "kick", "snare", "claps", "shaker", "lead vocals", "vocal", "backing vocals",
     "acoustic guitar", "electric guitar", "guitar solo", "synth", "arp", "pluck", "choir", "horns",
     "woodwinds", "percussion", "mallets", "fx", "music",
+    "riser", "sweep", "impact", "noise", "acid", "fm lead",  # sample-pack words the popular corpus labels with
 )
 
 

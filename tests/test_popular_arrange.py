@@ -12,7 +12,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from stemserver.vocabulary import normalize_label
+from stemserver.vocabulary import normalize_label, standard_vocabulary
 from stemserver_training.corpus.popular.arrange import arrange_song, song_record, swing_warp
 from stemserver_training.corpus.popular.bass import HIGH, LOW, ROOT_STYLES
 from stemserver_training.corpus.popular.drums import fill_piece
@@ -393,3 +393,11 @@ def test_the_record_is_the_ground_truth_without_notes(songs):
     assert {"genre", "bpm", "meter", "key", "tonic", "mode", "chords", "sections", "parts"} <= set(record)
     assert all({"role", "label_path", "timbre", "effects", "style"} <= set(p) for p in record["parts"])
     assert "notes" not in json.dumps(record["sections"]) and isinstance(record["parts"][0]["notes"], int)
+
+
+def test_every_label_the_corpus_writes_is_in_the_products_vocabulary(songs):
+    """Two-level labels in the words the product already uses, so `stemserver eval` can report fine and
+    coarse labels and a user's query for "claps" or "riser" meets the label trained with."""
+    vocabulary = set(standard_vocabulary())
+    labels = {label for song in songs for part in song.parts for label in part.label_path}
+    assert labels and labels <= vocabulary, sorted(labels - vocabulary)

@@ -159,11 +159,11 @@ PERCUSSION_KITS = kits("percussion")
 SYNTH_PIECES = {
     "kick": (synth("808", "drums", "kick drum"),),
     "snare": (synth("noise", "drums", "snare drum"),),
-    "clap": (synth("noise", "drums", "clap"),),
+    "clap": (synth("noise", "drums", "claps"),),
     "hats": (synth("noise_hat", "drums", "cymbals"),),
 }
 PIECE_LABELS = {  # a separate piece's label, whatever kit plays it
-    "kick": ("drums", "kick drum"), "snare": ("drums", "snare drum"), "clap": ("drums", "clap"),
+    "kick": ("drums", "kick drum"), "snare": ("drums", "snare drum"), "clap": ("drums", "claps"),
     "hats": ("drums", "cymbals"), "perc": ("percussion", "unpitched percussion"),
 }
 FX = {
