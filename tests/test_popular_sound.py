@@ -313,6 +313,20 @@ def test_the_mix_does_not_clip_and_its_stems_sum_to_it():
     assert set(record["stems"]) == {"kick", "pad", "rest"} and record["master_gain_db"] < 0
 
 
+def test_a_noise_bed_sits_far_under_the_mix_and_under_a_riser():
+    bars = 4
+    kick = Part("kick", "drums", ("drums", "kick drum"), Timbre("synth", "kick808"),
+                [Note(b, 0.5, 36, 110) for b in range(bars * 4)])
+    noise = Part("noise", "fx", ("sound effects", "noise"), Timbre("synth", "noise"), [Note(0, bars * 4, 60, 100)])
+    riser = Part("riser", "fx", ("sound effects", "riser"), Timbre("synth", "riser"), [Note(8, 8, 60, 100)])
+    song = song_of([kick, noise, riser], bars=bars)
+    rng = np.random.default_rng(1)
+    mix, out, record = mix_song(song, {p.name: dry(p, song, SR, rng) for p in song.parts}, rng)
+    # drawn within +-2 dB of their targets: a bed that plays throughout stays 15 dB or more under the mix
+    assert active_rms_db(mix) - active_rms_db(out["noise"]) > 15
+    assert record["stems"]["noise"]["target_db"] < record["stems"]["riser"]["target_db"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("fluidsynth") is None or not sources.installed_soundfonts(),
                     reason="needs fluidsynth and a GM soundfont (apt-get install fluidsynth fluid-soundfont-gm)")

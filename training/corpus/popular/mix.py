@@ -19,6 +19,10 @@ ROLE_TARGET_DB = {"drums": -15.0, "bass": -16.0, "chords": -21.0, "arp": -23.0, 
                   "vocal": -21.0}
 PIECE_TARGET_DB = {"kick": -14.0, "snare": -17.0, "clap": -18.0, "hat": -25.0, "hats": -25.0, "perc": -25.0,
                    "cymbal": -26.0, "toms": -22.0}
+# Effects by kind: a noise bed plays for bars on end and covers the whole spectrum, so it sits far
+# under everything (at the role's -26 dB it was a median 9 dB under the mix, washing over intros);
+# an impact is a short hit and may be louder.
+FX_TARGET_DB = {"noise": -36.0, "sweep": -30.0, "riser": -28.0, "impact": -24.0}
 JITTER_DB = 2.0
 PEAK_DB = -1.0  # the mix and every stem peak at or below this
 ACTIVE_DB = 40.0
@@ -26,11 +30,12 @@ FRAME = 1024
 
 
 def target_db(part: Part) -> float:
-    """The role's level; a drum piece (a part named kick, snare, hats...) has its own."""
-    if part.role == "drums":
-        for piece, db in PIECE_TARGET_DB.items():
-            if part.name.lower().startswith(piece):
-                return db
+    """The role's level; a drum piece (a part named kick, snare, hats...) or an effect (riser, noise...)
+    has its own."""
+    own = {"drums": PIECE_TARGET_DB, "fx": FX_TARGET_DB}.get(part.role, {})
+    for kind, db in own.items():
+        if part.name.lower().startswith(kind):
+            return db
     return ROLE_TARGET_DB.get(part.role, -20.0)
 
 
