@@ -41,7 +41,7 @@ from stemserver.library import (
 )
 from stemserver.selection import Filters
 
-WINDOW_COLUMNS = 50  # 8 s of 160 ms columns, the training window
+WINDOW_COLUMNS = 50  # 160 ms columns: the query window (stemserver.window.QUERY_SECONDS, 8 s) at the front end's rate
 HOP_COLUMNS = 25  # 4 s
 RECORDS = "files.json"
 COLUMN_CACHE_BYTES = 16 << 20  # float32 columns of the stems aligned last: about 22 stems of 30 s (see docs/library.md)

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from stemserver.errors import StemserverError
 from stemserver.server.messages import PREFIX, match_from_result, osc_message, parse_datagram, result_message
 from stemserver.server.protocol import MAX_CHUNK_BYTES, ProtocolError, is_loopback
+from stemserver.window import QUERY_SECONDS
 
 
 class ServerError(StemserverError):
@@ -44,7 +45,7 @@ def server_address(url: str) -> tuple[str, str, int]:
     return parsed.scheme, parsed.hostname, port
 
 
-def query_server(url: str, mix: Path, instrument: str, k: int = 10, seconds: float = 8.0,
+def query_server(url: str, mix: Path, instrument: str, k: int = 10, seconds: float = QUERY_SECONDS,
                  filters: dict | None = None, token: str | None = None, timeout_s: float = 30.0,
                  send_audio: bool = False) -> dict:
     """Ask the server at `url` for stems fitting `mix`; returns the result as the WebSocket sends it.

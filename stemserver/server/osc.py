@@ -25,12 +25,13 @@ from stemserver.server.protocol import (
 )
 from stemserver.server.service import AudioSource, Service
 from stemserver.server.uploads import Uploads
+from stemserver.window import QUERY_SECONDS
 
 log = logging.getLogger("stemserver.server")
 MAX_REPLY_BYTES = 8192
 
 
-def _options_from_pairs(instrument, k, pairs: list, seconds: float = 8.0):
+def _options_from_pairs(instrument, k, pairs: list, seconds: float = QUERY_SECONDS):
     """Query options from the fixed arguments and the trailing key/value pairs: filters
     ("label" "bass" "min_duration" 2.0 "exclude" "/a.wav" ...) and "seconds" S."""
     if len(pairs) % 2:
@@ -191,7 +192,7 @@ class OscServer(asyncio.DatagramProtocol):
 
     def _query_now(self, args, sender):
         request_id, instrument, k = self._args(args, ((str, int), str, (int, float)), "/stemserver/query/now")
-        seconds = 8.0
+        seconds = QUERY_SECONDS
         if len(args) > 3 and not isinstance(args[3], str):
             seconds, args = args[3], args[:3] + args[4:]
         options = _options_from_pairs(instrument, k, args[3:], seconds)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from stemserver.errors import AudioError, CheckpointError, LibraryError, StemserverError, UnknownLabelError
 from stemserver.selection import AUDIO_EXTENSIONS, Filters
+from stemserver.window import QUERY_SECONDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,11 +114,11 @@ def check_request_id(value) -> None:
 class QueryOptions(NamedTuple):
     instrument: str
     k: int = 10
-    seconds: float = 8.0
+    seconds: float = QUERY_SECONDS
     filters: Filters = Filters()
 
 
-def query_options(instrument, k=10, seconds=8.0, filters: dict | None = None) -> QueryOptions:
+def query_options(instrument, k=10, seconds=QUERY_SECONDS, filters: dict | None = None) -> QueryOptions:
     """Validate the parts of a query both protocols share."""
     if not isinstance(instrument, str) or not instrument.strip():
         raise ProtocolError("bad_request", "instrument must be a non-empty string, e.g. 'bass'")

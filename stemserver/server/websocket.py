@@ -29,6 +29,7 @@ from stemserver.server.protocol import (
 )
 from stemserver.server.security import host_refusal, origin_refusal, parse_origin, token_matches, token_presented
 from stemserver.server.service import AudioSource, Service
+from stemserver.window import QUERY_SECONDS
 
 log = logging.getLogger("stemserver.server")
 MAGIC = b"SSQ1"
@@ -185,7 +186,7 @@ class WebSocketServer:
 
 
 def _options(message: dict):
-    return query_options(message.get("instrument"), message.get("k", 10), message.get("seconds", 8.0),
+    return query_options(message.get("instrument"), message.get("k", 10), message.get("seconds", QUERY_SECONDS),
                          message.get("filters"))
 
 
