@@ -32,15 +32,10 @@ import numpy as np
 import torch
 
 from stemserver.alignment import Centring, stem_centring
-from stemserver.library import FileRecord, LibraryError, embedding_path, repair_advice
+from stemserver.library import FileRecord, damaged_embedding, embedding_path
 
 TABLE, MEANS, NORMS = "centring.npy", "centring-means.npy", "centring-norms.npy"
 TABLE_DTYPE = np.dtype([("sha256", "S64"), ("start", "<i8"), ("columns", "<i8")])
-
-
-def damaged_embedding(root: Path, record: FileRecord, why: str) -> LibraryError:
-    return LibraryError(f"the embedding of {record.path} ({embedding_path(root, record.sha256)}) is damaged "
-                        f"({why}). {repair_advice(root)}")
 
 
 def read_columns(root: Path, record: FileRecord, patch: tuple[int, ...]) -> torch.Tensor:

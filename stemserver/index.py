@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from stemserver.alignment import Centring, stem_centring
 from stemserver.annoy_file import annoy_file_problem
-from stemserver.columns import CentringWriter, ColumnCache, StoredCentring, damaged_embedding, read_columns
+from stemserver.columns import CentringWriter, ColumnCache, StoredCentring, read_columns
 from stemserver.files import atomic_path
 from stemserver.inference import mean_vector
 from stemserver.library import (
@@ -37,6 +37,7 @@ from stemserver.library import (
     FileRecord,
     Library,
     LibraryError,
+    damaged_embedding,
     repair_advice,
 )
 from stemserver.selection import Filters

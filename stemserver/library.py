@@ -117,12 +117,16 @@ def embedding_path(root: Path, sha256: str) -> Path:
 
 def load_columns(root: Path, record: FileRecord) -> np.ndarray:
     """A file's (columns, rows, d) float16 representation, memory-mapped."""
-    path = embedding_path(root, record.sha256)
     try:
-        return np.load(path, mmap_mode="r")
+        return np.load(embedding_path(root, record.sha256), mmap_mode="r")
     except (OSError, ValueError) as e:
-        raise LibraryError(f"the embedding of {record.path} ({path}) is missing or damaged: "
-                           f"run `stemserver library repair --library {root}` (it embeds the file again)") from e
+        raise damaged_embedding(root, record, f"missing or unreadable: {e}") from e
+
+
+def damaged_embedding(root: Path, record: FileRecord, why: str) -> LibraryError:
+    """The error for a file whose stored embedding cannot be used, and how to repair it."""
+    return LibraryError(f"the embedding of {record.path} ({embedding_path(root, record.sha256)}) is damaged "
+                        f"({why}). {repair_advice(root)}")
 
 
 GARBLED = "its embedding holds NaN or infinite values (garbled on disk)"
