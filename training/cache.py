@@ -89,6 +89,8 @@ class PreparedTrack:
     name: str
     split: str
     stems: tuple[PreparedStem, ...]
+    tempo_bpm: float | None = None  # where the dataset states it
+    key: str | None = None
 
     @property
     def num_samples(self) -> int:
@@ -167,7 +169,8 @@ def build_cache(
         if len(entries) < 2:
             _warn(f"skipped track {track.name!r}: {len(entries)} stem(s) could be decoded and it needs 2")
             continue
-        index_tracks.append({"name": track.name, "stems": entries})
+        music = {name: value for name, value in (("tempo_bpm", track.tempo_bpm), ("key", track.key)) if value}
+        index_tracks.append({"name": track.name, "stems": entries, **music})
         if track.name not in splits:
             splits[track.name] = assign_split(track, seed, valid_fraction, test_fraction)
     if not index_tracks:
@@ -202,7 +205,8 @@ def open_cache(cache_dir: str | Path) -> PreparedDataset:
                 raise CacheError(f"{path}: missing from the cache; build the cache again")
             stems.append(PreparedStem(name=stem["name"], label_path=tuple(stem["label_path"]), path=path,
                                       num_samples=stem["num_samples"], scale=stem["scale"], peak=stem["peak"]))
-        tracks.append(PreparedTrack(name=track["name"], split=splits[track["name"]], stems=tuple(stems)))
+        tracks.append(PreparedTrack(name=track["name"], split=splits[track["name"]], stems=tuple(stems),
+                                    tempo_bpm=track.get("tempo_bpm"), key=track.get("key")))
     return PreparedDataset(cache_dir=cache_dir, sample_rate=index["sample_rate"], tracks=tuple(tracks))
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from stemserver.errors import StemserverError
+from stemserver.music import parse_key
 from stemserver.vocabulary import MUSDB18_LABELS, moisesdb_label_path, normalize_label
 
 SPLITS = ("train", "valid", "test")
@@ -79,6 +80,8 @@ class Track:
     group: str | None = None
     """Tracks of one group always share a split: versions of one song (e.g. the open corpus's
     variants of one score) split apart would put the test set's music in training."""
+    tempo_bpm: float | None = None  # where the dataset states it (data.json "bpm")
+    key: str | None = None  # "F# minor", "D dorian" (data.json "key"), where the dataset states it
 
 
 def read_dataset(layout: str, root: str | Path, **options: Any) -> list[Track]:
@@ -137,9 +140,9 @@ def read_moisesdb(root: str | Path, sum_sources: bool = False) -> list[Track]:
         seen[track_dir.name] = track_dir
         read = _moisesdb_sources(metadata_file)
         if read is not None:
-            group, entries = read
+            group, entries, tempo_bpm, key = read
             stems = _summed_by_stem_name(entries) if sum_sources else _one_stem_per_source(entries)
-            tracks.append(Track(name=track_dir.name, stems=stems, group=group))
+            tracks.append(Track(name=track_dir.name, stems=stems, group=group, tempo_bpm=tempo_bpm, key=key))
     return _checked(tracks, root, "MoisesDB (<root>/<track id>/data.json)")
 
 
@@ -175,8 +178,10 @@ class _MoisesSource:
     path: Path
 
 
-def _moisesdb_sources(metadata_file: Path) -> tuple[str | None, list[_MoisesSource]] | None:
-    """The track's group ("artist - song") and every listed source whose file exists; None when
+def _moisesdb_sources(metadata_file: Path
+                      ) -> tuple[str | None, list[_MoisesSource], float | None, str | None] | None:
+    """The track's group ("artist - song"), every listed source whose file exists, and the tempo
+    and key data.json states (the popular corpus does; None when absent or implausible); None when
     the data.json is unusable."""
     try:
         metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
@@ -201,7 +206,9 @@ def _moisesdb_sources(metadata_file: Path) -> tuple[str | None, list[_MoisesSour
                 sources.append(_MoisesSource(stem_name, track_type, path))
     song, artist = metadata.get("song"), metadata.get("artist")
     group = f"{artist or ''} - {song}" if isinstance(song, str) and song.strip() else None
-    return group, sources
+    bpm, key = metadata.get("bpm"), metadata.get("key")
+    tempo_bpm = float(bpm) if isinstance(bpm, (int, float)) and 20 <= bpm <= 400 else None
+    return group, sources, tempo_bpm, key if isinstance(key, str) and parse_key(key) else None
 
 
 def _one_stem_per_source(sources: Iterable[_MoisesSource]) -> tuple[Stem, ...]:
