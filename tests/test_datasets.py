@@ -145,6 +145,20 @@ def test_moisesdb_with_the_provider_level_and_unknown_fields(tmp_path):
     assert all(len(track.stems) == 4 for track in tracks)
 
 
+def test_moisesdb_tempo_and_key_are_kept_where_stated_and_plausible(tmp_path):
+    write_moises_track(tmp_path / "stated", moises_metadata(bpm=124.0, key="F# minor"))
+    write_moises_track(tmp_path / "implausible", moises_metadata(bpm=4000, key="somewhere"))
+    write_moises_track(tmp_path / "silent", moises_metadata())
+    tracks = {track.name: track for track in read_moisesdb(tmp_path)}
+    assert (tracks["stated"].tempo_bpm, tracks["stated"].key) == (124.0, "F# minor")
+    assert (tracks["implausible"].tempo_bpm, tracks["implausible"].key) == (None, None)
+    assert (tracks["silent"].tempo_bpm, tracks["silent"].key) == (None, None)
+    dataset = build_cache(list(tracks.values()), tmp_path / "cache", progress=False)
+    cached = {track.name: track for track in dataset.tracks}
+    assert (cached["stated"].tempo_bpm, cached["stated"].key) == (124.0, "F# minor")
+    assert (cached["silent"].tempo_bpm, cached["silent"].key) == (None, None)
+
+
 def test_moisesdb_open_corpus_labels_outside_the_taxonomy(tmp_path):
     metadata = {"stems": [
         {"stemName": "reed", "id": "a", "tracks": [{"trackType": "clarinet", "id": "p0", "extension": "wav"}]},

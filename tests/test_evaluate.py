@@ -320,7 +320,9 @@ def test_command_line_writes_the_report(band, tmp_path):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"checkpoint", "dataset", "device", "elapsed_s", "protocol", "data", "levels", "targets",
-            "notes"} <= set(metrics)
+            "notes", "library"} <= set(metrics)
+    assert metrics["library"]["data"] == {**metrics["library"]["data"], "pool": 12, "queries": 12}
+    assert list(metrics["library"]["levels"]) == ["fine", "coarse"]
     assert "targets" not in printed and printed["levels"] == metrics["levels"]
     assert metrics["protocol"]["pool_encoder"] == "target" and metrics["data"]["targets"] == 24
     assert list(metrics["levels"]) == ["fine", "coarse"]
@@ -342,7 +344,8 @@ def test_command_line_writes_the_report(band, tmp_path):
     assert all(0 <= t["nearest"]["coarse"] < 24 and 0 <= t["rank"]["fine"] < 24 for t in metrics["targets"])
 
     report = (out / "report.md").read_text()
-    for text in ("| JEPA, fine labels |", "| JEPA, coarse labels |", "contrastive baseline", "| chance |",
+    for text in ("## Library protocol", "| model, fine labels |", "| chance, coarse labels |", "## Papers' protocol",
+                 "| JEPA, fine labels |", "| JEPA, coarse labels |", "contrastive baseline", "| chance |",
                  "(confusion.png)", "(confusion_coarse.png)", "(alignment.png)", "| clarinet |"):
         assert text in report
     for png in ("confusion.png", "confusion_coarse.png", "alignment.png"):

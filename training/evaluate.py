@@ -457,6 +457,12 @@ def add_arguments(parser: argparse.ArgumentParser, common: bool = True) -> None:
     for a parser that already has them (the stemserver CLI's shared options)."""
     parser.add_argument("checkpoint", type=Path, help="model bundle (.safetensors)")
     parser.add_argument("cache_dir", type=Path, help="prepared dataset (stemserver_training.cache.build_cache)")
+    parser.add_argument("--protocol", default="both", choices=["both", "library", "papers"],
+                        help="library: each stem a whole file indexed by the product, queried with unaligned "
+                             "leave-one-out mixes through the engine (how a user meets it); papers: the papers' "
+                             "aligned chunks; both (default)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the library protocol's random query moments (default 0)")
     parser.add_argument("--split", default="test", choices=["train", "valid", "test", "all"],
                         help="tracks to evaluate (default test; all: the whole dataset, e.g. MUSDB18 for a model "
                              "trained on other data)")
@@ -508,14 +514,22 @@ def run(args: argparse.Namespace) -> int:
         raise StemserverError(f"{args.cache_dir} has no {args.split} tracks; choose another --split")
     out = args.out or Path(f"eval-{args.checkpoint.stem}-{args.split}")
     started = time.perf_counter()
-    metrics = evaluate(
-        checkpoint.build_model(device), checkpoint.label_embedder(settings.text, device=str(device)), dataset,
-        label_level=args.label_level, pool_encoder=args.pool_encoder, chunks_per_track=args.chunks_per_track,
-        sampler=SamplerConfig(chunk_seconds=args.chunk_seconds), batch_size=args.batch_size, device=device,
-        max_shift=args.max_shift, progress=not args.no_progress,
-        holdout_labels=checkpoint.info.get("config", {}).get("data", {}).get("holdout_labels", []),
-        target_shift_s=args.target_shift,
-    )
+    holdout_labels = checkpoint.info.get("config", {}).get("data", {}).get("holdout_labels", [])
+    metrics: dict = {"format": "stemserver-evaluation", "format_version": 1}
+    if args.protocol in ("both", "papers"):
+        metrics = evaluate(
+            checkpoint.build_model(device), checkpoint.label_embedder(settings.text, device=str(device)), dataset,
+            label_level=args.label_level, pool_encoder=args.pool_encoder, chunks_per_track=args.chunks_per_track,
+            sampler=SamplerConfig(chunk_seconds=args.chunk_seconds), batch_size=args.batch_size, device=device,
+            max_shift=args.max_shift, progress=not args.no_progress, holdout_labels=holdout_labels,
+            target_shift_s=args.target_shift,
+        ) | metrics
+    if args.protocol in ("both", "library"):
+        from stemserver_training.library_protocol import evaluate_library
+
+        levels, _ = resolve_levels(args.label_level, [stem.label_path for t in dataset.tracks for stem in t.stems])
+        metrics["library"] = evaluate_library(args.checkpoint, dataset, settings, levels, args.seed,
+                                              holdout_labels=holdout_labels, progress=not args.no_progress)
     metrics = {
         "checkpoint": {"path": str(args.checkpoint), "sha256": sha256_file(args.checkpoint),
                        "info": checkpoint.info, "model": checkpoint.config.to_dict(),
@@ -535,8 +549,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary_text(metrics: dict, files: dict[str, Path]) -> str:
-    lines = [f"{metrics['data']['targets']} targets from {metrics['data']['tracks']} tracks, pool embedded by the "
-             f"{metrics['protocol']['pool_encoder']} encoder (percent; ranks normalised by the pool size)",
+    lines = _library_summary(metrics["library"]) if "library" in metrics else []
+    if "levels" in metrics:
+        lines += _papers_summary(metrics)
+    lines += [f"{name}: {path}" for name, path in files.items()]
+    return "\n".join(lines)
+
+
+def _library_summary(library: dict) -> list[str]:
+    data = library["data"]
+    lines = [f"library protocol: {data['queries']} unaligned leave-one-out queries, pool {data['pool']} stems "
+             f"(percent; P@10 instrument precision, key/tempo agreement@10, offset within one column)",
+             f"{'':34} {'R@1':>6} {'R@10':>6} {'median':>6} {'P@10':>6} {'key':>6} {'tempo':>6} {'offset':>6}"]
+    for level, results in library["levels"].items():
+        for name, r in ((f"library, {level} labels", results["model"]), (f"chance, {level} labels", results["chance"])):
+            cells = [r.get(key) for key in ("R@1", "R@10", "median_normalised_rank", "instrument_precision@10",
+                                            "key_agreement@10", "tempo_agreement@10", "offset_within_one_column")]
+            lines.append(f"{name:34} " + " ".join("     -" if v is None else f"{v:6.1f}" for v in cells))
+    return lines
+
+
+def _papers_summary(metrics: dict) -> list[str]:
+    lines = [f"papers' protocol: {metrics['data']['targets']} aligned targets from {metrics['data']['tracks']} tracks, "
+             f"pool embedded by the {metrics['protocol']['pool_encoder']} encoder (percent; ranks normalised by the "
+             "pool size)",
              f"{'':34} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'mean':>6} {'median':>6}"]
     levels = metrics["levels"]
     first = next(iter(levels.values()))["retrieval"]
@@ -545,8 +581,7 @@ def _summary_text(metrics: dict, files: dict[str, Path]) -> str:
     for name, r in rows:
         lines.append(f"{name:34} {r['R@1']:6.1f} {r['R@5']:6.1f} {r['R@10']:6.1f} "
                      f"{r['mean_normalised_rank']:6.2f} {r['median_normalised_rank']:6.2f}")
-    lines += [f"{name}: {path}" for name, path in files.items()]
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

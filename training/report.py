@@ -52,28 +52,65 @@ def write_report(metrics: dict, out_dir: str | Path) -> dict[str, Path]:
         raise StemserverError(f"{out_dir} exists and is not a folder; pass another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.md"}
-    for i, (level, results) in enumerate(metrics["levels"].items()):
+    for i, (level, results) in enumerate(metrics.get("levels", {}).items()):
         name = "confusion" if i == 0 else f"confusion_{level}"
         files[name] = out_dir / f"{name}.png"
         plot_confusion(results["confusion"], level).savefig(files[name], dpi=DPI)
-    files["alignment"] = out_dir / "alignment.png"
-    plot_alignment(metrics["levels"]).savefig(files["alignment"], dpi=DPI)
+    if "levels" in metrics:
+        files["alignment"] = out_dir / "alignment.png"
+        plot_alignment(metrics["levels"]).savefig(files["alignment"], dpi=DPI)
     files["metrics"].write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     files["report"].write_text(markdown(metrics, {name: path.name for name, path in files.items()}), encoding="utf-8")
     return files
 
 
 def markdown(metrics: dict, files: dict[str, str]) -> str:
-    """report.md: the retrieval table, then per label level the nearest-neighbour analysis, the
-    per-label breakdown and the confusion matrix, then the alignment curves."""
-    data, protocol, levels = metrics["data"], metrics["protocol"], metrics["levels"]
-    first = next(iter(levels))
+    """report.md: the library protocol's table (when it ran), then the papers' protocol: its
+    retrieval table, per label level the nearest-neighbour analysis, the per-label breakdown and
+    the confusion matrix, then the alignment curves."""
     title = "Retrieval evaluation"
     if "checkpoint" in metrics:
         title += f": {Path(metrics['checkpoint']['path']).name} on {metrics['dataset']['cache_dir']} " \
                  f"({metrics['dataset']['split']})"
+    lines = [f"# {title}", ""]
+    if "library" in metrics:
+        lines += library_markdown(metrics["library"])
+    if "levels" in metrics:
+        lines += papers_markdown(metrics, files)
+    return "\n".join(lines)
+
+
+LIBRARY_COLUMNS = (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median norm. rank", "median_normalised_rank"),
+                   ("instrument P@10", "instrument_precision@10"), ("key agr.@10", "key_agreement@10"),
+                   ("tempo agr.@10", "tempo_agreement@10"), ("offset within 1 column", "offset_within_one_column"))
+
+
+def library_markdown(library: dict) -> list[str]:
+    """The library protocol's section: how a user meets the product (stemserver_training.library_protocol)."""
+    data, protocol = library["data"], library["protocol"]
+    lines = ["## Library protocol (as a user meets the product)", "",
+             f"Pool: {protocol['pool']}; {data['pool']} stems of {data['tracks']} tracks. Query: {protocol['query']}; "
+             f"{data['queries']} queries. Instrument P@10: share of the top 10 whose label is the one asked (of the "
+             f"top n when the pool holds n < 10 of it). Key / tempo agreement: {protocol['key_agreement']}; "
+             f"{protocol['tempo_agreement']}. Offset: {protocol['offset']}. Percent; '-' where the data states no "
+             "key or tempo.", "",
+             "| query | " + " | ".join(name for name, _ in LIBRARY_COLUMNS) + " |",
+             "|---|" + "---:|" * len(LIBRARY_COLUMNS)]
+    for level, results in library["levels"].items():
+        rows = [(f"model, {level} labels", results["model"]), (f"chance, {level} labels", results["chance"])]
+        if "zero_shot" in results:
+            rows += [(f"model, {level} labels, {group.replace('_', '-')} ({results['zero_shot'][group]['queries']})",
+                      results["zero_shot"][group]) for group in ("held_out", "seen")]
+        lines += [f"| {name} | " + " | ".join("-" if r.get(key) is None else f"{r[key]:.1f}"
+                                              for _, key in LIBRARY_COLUMNS) + " |" for name, r in rows]
+    return lines + [""]
+
+
+def papers_markdown(metrics: dict, files: dict[str, str]) -> list[str]:
+    data, protocol, levels = metrics["data"], metrics["protocol"], metrics["levels"]
+    first = next(iter(levels))
     lines = [
-        f"# {title}", "",
+        "## Papers' protocol (aligned chunks)", "",
         f"{data['targets']} targets: every active stem of up to {data['chunks_per_track']} chunk(s) of "
         f"{data['chunk_seconds']:g} s per track, {data['tracks']} tracks. Each is retrieved from a pool of all "
         f"{data['targets']}, embedded by the **{protocol['pool_encoder']}** encoder. The query is the predictor's "
@@ -81,7 +118,7 @@ def markdown(metrics: dict, files: dict[str, str]) -> str:
         "ranks are 0-based and divided by the pool size (0 = the target ranked first), ties count half."
         + (f" Every pool stem is embedded **{data['target_shift_s']:g} s later** than its mix."
            if data.get("target_shift_s") else ""), "",
-        "## Retrieval", "",
+        "### Retrieval", "",
         "| query | R@1 | R@5 | R@10 | mean norm. rank | median norm. rank |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -94,7 +131,7 @@ def markdown(metrics: dict, files: dict[str, str]) -> str:
     zero_shot = [(level, results["zero_shot"]) for level, results in levels.items() if "zero_shot" in results]
     if zero_shot:
         held = ", ".join(zero_shot[0][1]["holdout_labels"])
-        lines += ["", "## Zero-shot: labels kept out of training", "",
+        lines += ["", "### Zero-shot: labels kept out of training", "",
                   f"Training never used a stem labelled {held} (at any level): neither as a target nor in a "
                   "context. Targets with such a label, against the targets of labels it trained on.", "",
                   "| query | targets | R@1 | R@5 | R@10 | mean norm. rank | median norm. rank |",
@@ -107,7 +144,7 @@ def markdown(metrics: dict, files: dict[str, str]) -> str:
                                  f"{r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | "
                                  f"{r['mean_normalised_rank']:.2f} | {r['median_normalised_rank']:.2f} |")
     for i, (level, results) in enumerate(levels.items()):
-        lines += ["", f"## Nearest neighbour, {level} labels", "",
+        lines += ["", f"### Nearest neighbour, {level} labels", "",
                   "| query | " + " | ".join(CATEGORY_NAMES.values()) + " |",
                   "|---|" + "---:|" * len(CATEGORY_NAMES)]
         for name, key in (("JEPA", "jepa"), ("contrastive baseline", "contrastive_baseline")):
@@ -122,7 +159,7 @@ def markdown(metrics: dict, files: dict[str, str]) -> str:
                          + " | ".join(f"{r['categories'][c]:.1f}" for c in CATEGORY_NAMES) + " |")
         confusion = "confusion" if i == 0 else f"confusion_{level}"
         lines += ["", f"![confusion matrix, {level} labels]({files[confusion]})"]
-    lines += ["", "## Temporal alignment", "",
+    lines += ["", "### Temporal alignment", "",
               "Mean cosine between stem column i and prediction column i + j (160 ms columns, frequency rows "
               "concatenated, overlapping columns only). Centred: each sequence minus its mean column first, as "
               "the product's offset search does; *offset found* is the share of targets whose centred curve "
@@ -136,7 +173,7 @@ def markdown(metrics: dict, files: dict[str, str]) -> str:
         lines.append(f"| {level} | {a['peak_shift_raw']} | {a['peak_shift_centred']} | {a['raw'][zero]:.3f} | "
                      f"{a['centred'][zero]:.3f} | {a['offset_found']:.1f} | {a['offset_within_one_column']:.1f} |")
     lines += ["", f"![alignment curves]({files['alignment']})", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def plot_confusion(confusion: dict, level: str) -> Figure:
