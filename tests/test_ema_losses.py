@@ -11,7 +11,7 @@ from torch import nn
 
 from stemserver_training.distributed import Distributed, gather_with_grad, shard
 from stemserver_training.ema import ema_rate, ema_update
-from stemserver_training.losses import InfoNCE, jepa_loss
+from stemserver_training.losses import InfoNCE, column_shift_loss, jepa_loss
 from stemserver_training.optim import build_optimizer, parameter_groups, scaled_lr
 from stemserver_training.schedule import learning_rate
 
@@ -117,6 +117,20 @@ def test_jepa_loss_on_known_vectors():
     # Averaged per patch: one perfect patch and one opposite patch give (0 + 4) / 2.
     patches = torch.cat([normalised, -normalised])[None]  # (1, 2, 4)
     assert jepa_loss(patches, torch.cat([target, target])[None]).item() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_column_shift_loss_rewards_columns_that_follow_the_moment_not_the_position():
+    torch.manual_seed(0)
+    content = torch.randn(3, 5, 20, 8)  # (B, rows, columns, d): every moment of every stem distinct
+    shift = 4
+    first, second = content[:, :, : 20 - shift], content[:, :, shift:]  # second's column i is first's i + 4
+    loss, accuracy = column_shift_loss(first, second, shift, columns=6, temperature=0.1)
+    assert accuracy == 1.0 and loss < 0.1
+    positional = torch.randn(1, 5, 16, 8).expand(3, -1, -1, -1)  # columns that only say where they sit
+    loss_positional, accuracy_positional = column_shift_loss(positional, positional, shift, 6, 0.1)
+    assert accuracy_positional == 0.0 and loss_positional > math.log(3 * 6)
+    with pytest.raises(ValueError, match="no overlap"):
+        column_shift_loss(first[:, :, :8], second[:, :, :8], shift, 6, 0.1)
 
 
 def test_learning_rate_warms_up_linearly_then_follows_a_cosine():

@@ -28,7 +28,7 @@ from stemserver.errors import ConfigError
 from stemserver.model import StemJEPA
 from stemserver_training.cache import build_cache
 from stemserver_training.cli import main as training_main
-from stemserver_training.config import TrainConfig, apply_override, load_config, parse_config
+from stemserver_training.config import JEPAConfig, TrainConfig, apply_override, load_config, parse_config
 from stemserver_training.datasets import read_dataset
 from stemserver_training.distributed import Distributed
 from stemserver_training.loop import NonFiniteLossError
@@ -280,6 +280,21 @@ def test_column_pooling_pairs_each_mix_column_with_the_stem_column_at_the_same_t
     everything = ContrastiveObjective(model.encoder, info_nce, Distributed(), "columns", columns=12)
     expected = (mean(mel, other)[0] + everything(mel, other)[0]) / 2  # 12 of 12 columns: no sampling left
     assert torch.allclose(both(mel, other)[0], expected, atol=1e-5)
+
+
+def test_shift_consistency_adds_its_weighted_loss_to_phase_two():
+    torch.manual_seed(0)
+    model = StemJEPA(tiny_config())
+    mix, stem, text = torch.randn(2, 80, 16 * 12), torch.randn(2, 80, 16 * 12), torch.randn(2, TEXT_DIM)
+    plain = JEPAObjective(model)
+    shifted = JEPAObjective(model, JEPAConfig(shift_weight=0.5, shift_max_columns=3, shift_columns=4))
+    loss, figures = plain(mix, stem, text)
+    assert set(figures) == {"target_std"}
+    total, figures = shifted(mix, stem, text)
+    assert {"shift_loss", "shift_accuracy"} <= set(figures) and 0 <= figures["shift_accuracy"] <= 1
+    assert total.item() == pytest.approx(loss.item() + 0.5 * figures["shift_loss"].item(), abs=1e-5)
+    total.backward()  # the shift term reaches the context encoder
+    assert model.encoder.patch_embed.weight.grad.abs().sum() > 0
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, config: TrainConfig, out: Path) -> None:

@@ -110,6 +110,11 @@ class JEPAConfig:
     tau_end: float = _setting(0.99999, minimum=0.0, maximum=1.0)
     init: str = _setting("contrastive", choices=("contrastive", "scratch"))  # the encoder's starting point
     init_checkpoint: Path | None = None  # phase-1 bundle to start from when this run has no phase 1
+    # Column shift consistency (docs/training.md): 0 turns it off, as in the papers.
+    shift_weight: float = _setting(0.0, minimum=0.0)
+    shift_max_columns: int = _setting(12, minimum=1)  # the two views of a stem differ by 1..this many columns
+    shift_columns: int = _setting(8, minimum=1)  # columns of the overlap sampled per example
+    shift_temperature: float = _setting(0.1, minimum=0.001)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class Run:
         start = state["step"] if state is not None else 0
         if phase == "jepa" and state is None:  # I-JEPA: the target encoder starts as a copy of the context encoder
             model.target_encoder.load_state_dict(model.encoder.state_dict())
-        objective = build_objective(phase, model, ddp, device, config.contrastive)
+        objective = build_objective(phase, model, ddp, device, config.contrastive, config.jepa)
         stepper = build_step(model, objective, config.optim, peak_lr, ddp, device, config.runtime.precision,
                              config.runtime.compile)
         if state is not None:
