@@ -60,7 +60,7 @@ import soundfile
 from common import emit
 from tqdm import tqdm
 
-from stemserver import audio
+from stemserver import arguments, audio
 from stemserver.checkpoint import load_checkpoint
 from stemserver.defaults import demo_assets_dir, model_path
 from stemserver.demo import MANIFEST
@@ -240,11 +240,10 @@ def serving(arguments: Sequence[str], log: Path, ready_timeout_s: float = READY_
             try:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise BenchmarkError(f"the server printed no ready line within {ready_timeout_s:.0f} s (log: {log})"
-                                     ) from None
+                raise BenchmarkError(f"the server printed no ready line within {ready_timeout_s:.0f} s; its last "
+                                     f"words: {last_line(log)}") from None
             if line is None:
-                tail = (log.read_text().strip().splitlines() or ["(nothing)"])[-1]
-                raise BenchmarkError(f"the server exited {server.wait()} before it was ready: {tail}")
+                raise BenchmarkError(f"the server exited {server.wait()} before it was ready: {last_line(log)}")
             if ready := READY.match(line):
                 break
         yield ready.group("ws")
@@ -255,6 +254,10 @@ def serving(arguments: Sequence[str], log: Path, ready_timeout_s: float = READY_
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def last_line(log: Path) -> str:
+    return (log.read_text().strip().splitlines() or ["(nothing)"])[-1]
 
 
 def as_match(answer: dict) -> StemMatch:
@@ -363,12 +366,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="a demo library (default: the bundled one)")
     parser.add_argument("--split", default="test", choices=["train", "valid", "test", "all"],
                         help="with --cache: the tracks to measure (default test)")
-    parser.add_argument("--tracks", type=int, metavar="N", help="with --cache: only the split's first N tracks")
+    parser.add_argument("--tracks", type=arguments.positive_int, metavar="N",
+                        help="with --cache: only the split's first N tracks")
     parser.add_argument("--checkpoint", type=Path, help="model bundle (default: the bundled default model)")
     parser.add_argument("--seed", type=int, help=f"query moments (default {CACHE_SEED} with --cache, as "
                         f"evaluate_library; {DEMO_SEED} with --demo, as the outside demo check)")
-    parser.add_argument("--seconds", type=float, default=QUERY_SECONDS, help="query length (default %(default)g)")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads of the indexer and the server")
+    parser.add_argument("--seconds", type=arguments.positive_float, default=QUERY_SECONDS, metavar="S",
+                        help="query length (default %(default)g)")
+    parser.add_argument("--threads", type=arguments.positive_int, metavar="N",
+                        help="torch CPU threads of the indexer and the server")
     parser.add_argument("--device", help="device of the indexer and the server (default: theirs, auto)")
     parser.add_argument("--workdir", type=Path, help="where the temporary pool, mixes and library go")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
