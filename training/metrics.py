@@ -18,7 +18,7 @@ from stemserver_training.distributed import Distributed, all_reduce_mean
 
 METRICS_FILE = "metrics.csv"
 METRICS = ("phase", "step", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s",
-           "temperature", "accuracy", "tau", "target_std")
+           "temperature", "accuracy", "tau", "target_std", "shift_loss", "shift_accuracy")
 
 
 class MetricsLogger:
