@@ -1,8 +1,9 @@
 """The search index over a library: one vector per window, Annoy for candidates, exact re-rank.
 
-A long file is searchable at every position: its columns are cut into overlapping windows (8 s,
-hop 4 s by default), each searched by the mean of its patches (unit length). Files shorter than a
-window are one window (loops).
+A long file is searchable at every position: overlapping windows (8 s, hop 4 s by default), each
+searched by the mean of its patches (unit length), each encoded alone as a query window is (the
+indexer stores them, stemserver.inference.window_vectors); for a file embedded before that, or at
+another hop, they are cut from its columns. Files shorter than a window are one window (loops).
 
 Annoy indexes are static, so every rebuild writes a new generation folder
 (`LIBRARY/index/gen-N/`: window vectors, window -> file table, the Annoy file, optional PCA) and
@@ -41,9 +42,8 @@ from stemserver.library import (
     repair_advice,
 )
 from stemserver.selection import Filters
+from stemserver.window import HOP_COLUMNS, WINDOW_COLUMNS, window_starts
 
-WINDOW_COLUMNS = 50  # 160 ms columns: the query window (stemserver.window.QUERY_SECONDS, 8 s) at the front end's rate
-HOP_COLUMNS = 25  # 4 s
 RECORDS = "files.json"
 COLUMN_CACHE_BYTES = 16 << 20  # float32 columns of the stems aligned last: about 22 stems of 30 s (see docs/library.md)
 
@@ -54,16 +54,6 @@ class IndexSettings:
     hop_columns: int = HOP_COLUMNS
     n_trees: int = 50
     pca_dim: int | None = None  # None: Annoy searches the full vectors
-
-
-def window_starts(columns: int, window: int, hop: int) -> list[int]:
-    """Start columns of the windows covering `columns`; the last window ends at the last column."""
-    if columns <= window:
-        return [0]
-    starts = list(range(0, columns - window + 1, hop))
-    if starts[-1] != columns - window:
-        starts.append(columns - window)
-    return starts
 
 
 def build_index(library: Library, settings: IndexSettings = IndexSettings(), progress: bool = True) -> dict:
@@ -94,14 +84,20 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
         shutil.rmtree(folder)  # leftover of a build that died before switching
     folder.mkdir(parents=True)
     centring = CentringWriter(folder, sound, math.prod(first.shape[1:]))
-    row = 0
+    row = encoded_alone = 0
     for record in tqdm(records, desc="window vectors", unit="file", disable=not progress or None):
         starts = window_starts(record.columns, settings.window_columns, settings.hop_columns)
         if record.path not in damaged:
             columns = library.load_columns(record)
-            with np.errstate(invalid="ignore", over="ignore"):  # garbled values are found just below
-                for i, first_column in enumerate(starts):
-                    vectors[row + i] = mean_vector(columns[first_column : first_column + settings.window_columns])
+            alone = library.load_windows(record, settings.hop_columns, len(starts)) \
+                if settings.window_columns == WINDOW_COLUMNS else None
+            if alone is not None:
+                vectors[row : row + len(starts)] = alone
+                encoded_alone += 1
+            else:
+                with np.errstate(invalid="ignore", over="ignore"):  # garbled values are found just below
+                    for i, first_column in enumerate(starts):
+                        vectors[row + i] = mean_vector(columns[first_column : first_column + settings.window_columns])
             if np.isfinite(vectors[row : row + len(starts)]).all():  # a NaN anywhere reaches some window's mean
                 centring.add(record, columns)
             else:
@@ -129,6 +125,7 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
     info = {
         "generation": generation, "folder": folder.name, "files": len(records), "windows": len(vectors),
         "dim": int(vectors.shape[1]), "annoy_dim": int(searched.shape[1]), "built_at": time.time(),
+        "files_with_windows_encoded_alone": encoded_alone,
         "build_s": round(time.perf_counter() - start, 3), "settings": asdict(settings),
         "annoy_bytes": (folder / "annoy.ann").stat().st_size,
         "checkpoint_sha256": library.meta("checkpoint_sha256"), "checkpoint_name": library.meta("checkpoint_name"),

@@ -28,13 +28,19 @@ class IndexOptions:
     follow_symlinks: bool = False  # also follow directory symlinks that lead outside the given folders
 
 
+def hop_in_columns(options: IndexOptions, seconds_per_column: float) -> int:
+    return max(1, round(options.hop_s / seconds_per_column))
+
+
 def scan_into(library: Library, paths: Sequence[Path], checkpoint_path: Path, settings: Settings,
               options: IndexOptions = IndexOptions(), progress: bool = True,
               damaged: dict[str, str] | None = None) -> tuple[ScanReport, float]:
     """Embed the new, changed and damaged files of `paths` (and the `damaged` ones, wherever they
     are) into the library with the checkpoint's model; returns the report and the seconds per column."""
     checkpoint, model, device = load_model(checkpoint_path, settings)
-    report = library.scan(paths, stem_embedder(model, device, options.tile_loops), sha256_file(checkpoint_path),
+    hop_columns = hop_in_columns(options, checkpoint.config.seconds_per_column)
+    report = library.scan(paths, stem_embedder(model, device, options.tile_loops, hop_columns=hop_columns),
+                          sha256_file(checkpoint_path),
                           checkpoint_path.name, checkpoint.config.front_end.sample_rate, settings.max_audio_seconds,
                           progress=progress, follow_symlinks=options.follow_symlinks, damaged=damaged)
     return report, checkpoint.config.seconds_per_column
@@ -47,7 +53,7 @@ def index_folders(paths: Sequence[Path], library_dir: Path, checkpoint_path: Pat
     index info (None when the library is empty)."""
     with Library(library_dir, create=True) as library:
         report, seconds_per_column = scan_into(library, paths, checkpoint_path, settings, options, progress)
-        index_settings = IndexSettings(hop_columns=max(1, round(options.hop_s / seconds_per_column)),
+        index_settings = IndexSettings(hop_columns=hop_in_columns(options, seconds_per_column),
                                        n_trees=options.n_trees, pca_dim=options.pca_dim)
         try:
             info = build_index(library, index_settings, progress=progress) if library.files() else None

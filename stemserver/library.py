@@ -7,6 +7,11 @@
                                   each file's representation: float16 (columns, rows, d), one
                                   column per 160 ms, keyed by content so duplicates and moved
                                   files are never embedded twice
+    LIBRARY/embeddings/ab/<sha256>.windows-h<H>.npy
+                                  its search windows, each encoded alone, H columns apart: float16
+                                  (windows, d); a file embedded before they existed, or indexed now
+                                  at another hop, has none, and its windows are cut from the
+                                  columns (stemserver.index)
     LIBRARY/index/...             the search index built from these (stemserver.index)
 
 A scan commits one file at a time (embedding written atomically first, then its row), so a scan
@@ -24,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -32,6 +38,9 @@ from stemserver import audio
 from stemserver.errors import LibraryError, StemserverError
 from stemserver.files import atomic_path, sha256_file
 from stemserver.selection import AUDIO_EXTENSIONS
+
+if TYPE_CHECKING:
+    from stemserver.inference import StemEmbedding
 
 SCHEMA_VERSION = 1
 DATABASE = "library.sqlite"
@@ -113,6 +122,10 @@ class ScanReport:
 
 def embedding_path(root: Path, sha256: str) -> Path:
     return root / "embeddings" / sha256[:2] / f"{sha256}.npy"
+
+
+def windows_path(root: Path, sha256: str, hop_columns: int) -> Path:
+    return root / "embeddings" / sha256[:2] / f"{sha256}.windows-h{hop_columns}.npy"
 
 
 def load_columns(root: Path, record: FileRecord) -> np.ndarray:
@@ -288,6 +301,18 @@ class Library:
     def load_columns(self, record: FileRecord) -> np.ndarray:
         return load_columns(self.root, record)
 
+    def load_windows(self, record: FileRecord, hop_columns: int, count: int) -> np.ndarray | None:
+        """The file's `count` search windows encoded alone `hop_columns` apart, float32 (count, d),
+        or None when it has none at that hop (embedded before they existed, or at another hop) or
+        they are unreadable or of another count: the caller cuts them from the columns then."""
+        try:
+            windows = np.load(windows_path(self.root, record.sha256, hop_columns))
+        except (OSError, ValueError):
+            return None
+        if windows.ndim != 2 or len(windows) != count or not np.isfinite(windows).all():
+            return None
+        return windows.astype(np.float32)
+
     def unknown(self, paths: Iterable[str | Path]) -> list[str]:
         """The paths this library holds neither as an indexed nor as an unreadable file."""
         keys = [str(Path(path).expanduser().absolute()) for path in paths]
@@ -309,7 +334,12 @@ class Library:
 
     def _drop_embedding_if_unused(self, sha256: str) -> None:
         if not self._one("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha256,)):
-            self.embedding_path(sha256).unlink(missing_ok=True)
+            self._delete_embedding(sha256)
+
+    def _delete_embedding(self, sha256: str) -> None:
+        self.embedding_path(sha256).unlink(missing_ok=True)
+        for windows in self.embedding_path(sha256).parent.glob(f"{sha256}.windows-h*.npy"):
+            windows.unlink(missing_ok=True)
 
     def damaged_embeddings(self, thorough: bool = True) -> dict[str, str]:
         """Path -> why, for the files whose embedding is missing, unreadable, or not the shape its row
@@ -340,7 +370,7 @@ class Library:
             row = self._one("SELECT sha256 FROM files WHERE path = ?", (path,))
             if row:
                 self._sql("DELETE FROM files WHERE path = ?", (path,))
-                self.embedding_path(row[0]).unlink(missing_ok=True)
+                self._delete_embedding(row[0])
 
     def integrity_problems(self) -> list[str]:
         """What SQLite's own check finds wrong in the database file (nothing when it is sound)."""
@@ -377,7 +407,8 @@ class Library:
     ) -> ScanReport:
         """Bring the library up to date with the audio files under `roots`.
 
-        `embed` maps mono samples at `sample_rate` to the (columns, rows, d) representation.
+        `embed` maps mono samples at `sample_rate` to a StemEmbedding (stemserver.inference),
+        or to the (columns, rows, d) representation alone (its windows are then cut from it).
         Unreadable files are recorded (and reported) instead of stopping the scan; they are
         retried when they change. Files whose embedding is damaged are embedded again, wherever
         they are: those `damaged` names (found by reading them whole) and those whose header or
@@ -431,10 +462,13 @@ class Library:
                 report.reused_embeddings += 1
             else:
                 samples, info = audio.load(path, sample_rate, max_duration_s)
-                embedding = embed(samples)
-                if not np.isfinite(embedding).all():  # stored, it would be found damaged and embedded again, forever
+                embedded = embed(samples)
+                whole = None if isinstance(embedded, np.ndarray) else embedded
+                embedding = embedded if whole is None else whole.columns
+                # stored, it would be found damaged and embedded again, forever
+                if not np.isfinite(embedding).all() or (whole is not None and not np.isfinite(whole.windows).all()):
                     raise LibraryError(f"{path}: the model's embedding of this file is not finite (NaN or infinite)")
-                self._write_embedding(sha256, embedding)
+                self._write_embedding(sha256, embedding, whole)
                 duration_s, rate, channels, columns = info.duration_s, info.sample_rate, info.channels, len(embedding)
         except (StemserverError, OSError) as e:
             self._record_failure(key, stat.st_size, stat.st_mtime_ns, str(e))
@@ -460,7 +494,12 @@ class Library:
         else:
             report.added += 1
 
-    def _write_embedding(self, sha256: str, columns: np.ndarray) -> None:
+    def _write_embedding(self, sha256: str, columns: np.ndarray, embedded: StemEmbedding | None) -> None:
+        """The windows first: a crash between the two leaves windows without columns, which
+        `damaged_embeddings` finds (the columns are missing) and the next scan embeds again."""
+        if embedded is not None:
+            with atomic_path(windows_path(self.root, sha256, embedded.hop_columns)) as tmp, open(tmp, "wb") as f:
+                np.save(f, np.asarray(embedded.windows, dtype=np.float16))
         with atomic_path(self.embedding_path(sha256)) as tmp, open(tmp, "wb") as f:
             np.save(f, np.asarray(columns, dtype=np.float16))
 

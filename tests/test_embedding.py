@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import melody, tiny_config
 
 from stemserver.errors import AudioError
-from stemserver.inference import encode_audio
+from stemserver.inference import encode_audio, mean_vector, stem_columns, stem_embedder
 from stemserver.model import StemJEPA
+from stemserver.window import window_starts
 
 CPU = torch.device("cpu")
 
@@ -38,3 +39,33 @@ def test_audio_shorter_than_a_column_is_refused():
     model = StemJEPA(tiny_config())
     with pytest.raises(AudioError, match="at least 0.16 s"):
         encode_audio(model, np.zeros(1000, np.float32), CPU)
+
+
+def test_search_windows_are_encoded_alone_as_a_query_window_is():
+    """A 20 s file: windows at 0, 4, 8 and 12 s (the last one pulled back to end at 20 s). The
+    ones at 0 and 8 s are the consecutive chunks the columns were encoded in; those at 4 and 12 s
+    straddle two chunks, and must be their own encoding, not a cut of the chunks' columns."""
+    torch.manual_seed(0)
+    model = StemJEPA(tiny_config()).eval()
+    samples = melody(20.0, seed=4)
+    embedded = stem_embedder(model, torch.device("cpu"))(samples)
+    assert embedded.hop_columns == 25 and len(embedded.columns) == 125
+    column, window = 2560, 50
+    starts = window_starts(125, window, 25)
+    assert starts == [0, 25, 50, 75]
+    assert embedded.windows.shape == (4, model.config.embed_dim)
+    for i, first in enumerate(starts):
+        alone = stem_columns(model, samples[first * column : (first + window) * column], torch.device("cpu"))
+        np.testing.assert_allclose(embedded.windows[i], mean_vector(alone), atol=1e-5)
+    cut = mean_vector(embedded.columns[25:75])
+    assert not np.allclose(embedded.windows[1], cut, atol=1e-3)  # the old way differs: a straddling window
+    np.testing.assert_allclose(embedded.windows[0], mean_vector(embedded.columns[:50]), atol=1e-6)
+
+
+def test_a_file_no_longer_than_a_window_is_one_window_of_its_own_columns():
+    torch.manual_seed(0)
+    model = StemJEPA(tiny_config()).eval()
+    for seconds, tile in ((3.0, False), (1.0, True)):
+        embedded = stem_embedder(model, torch.device("cpu"), tile_loops=tile)(melody(seconds, seed=5))
+        assert embedded.windows.shape == (1, model.config.embed_dim)
+        np.testing.assert_allclose(embedded.windows[0], mean_vector(embedded.columns), atol=1e-6)

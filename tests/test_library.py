@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from conftest import melody, tiny_config, tone
 
 from stemserver.index import Filters, IndexSettings, LibraryIndex, build_index, window_starts
-from stemserver.inference import mean_vector, stem_embedder
+from stemserver.inference import StemEmbedding, mean_vector, stem_embedder
 from stemserver.library import Library, LibraryError, find_audio_files
 from stemserver.model import StemJEPA
 
@@ -29,7 +30,7 @@ class CountingEmbedder:
         self.calls = 0
         self.fail_after = fail_after
 
-    def __call__(self, samples: np.ndarray) -> np.ndarray:
+    def __call__(self, samples: np.ndarray) -> StemEmbedding:
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt  # the user pressing Ctrl-C mid-scan
         self.calls += 1
@@ -155,14 +156,29 @@ def indexed_library(tmp_path: Path, sample_folder: Path) -> Library:
 
 
 def brute_force(library: Library, query: np.ndarray, k: int) -> list[str]:
-    """Best window cosine per file over every window of every file, exactly."""
+    """Best window cosine per file over every window of every file (each encoded alone), exactly."""
     best = {}
     for record in library.files():
-        columns = library.load_columns(record)
-        for first in window_starts(len(columns), 50, 25):
-            score = float(mean_vector(columns[first : first + 50]) @ query)
-            best[record.path] = max(best.get(record.path, -2.0), score)
+        windows = library.load_windows(record, 25, len(window_starts(record.columns, 50, 25)))
+        best[record.path] = float((windows @ query).max())
     return sorted(best, key=best.get, reverse=True)[:k]
+
+
+def test_the_index_searches_the_windows_encoded_alone_and_cuts_them_at_another_hop(indexed_library: Library):
+    info = build_index(indexed_library, progress=False)
+    assert info["files_with_windows_encoded_alone"] == 4
+    index = LibraryIndex(indexed_library)
+    long_line = next(r for r in indexed_library.files() if r.path.endswith("long line.flac"))
+    rows = np.flatnonzero(index.windows[:, 0] == long_line.id)
+    stored = indexed_library.load_windows(long_line, 25, len(rows))
+    np.testing.assert_allclose(np.asarray(index.vectors[rows], np.float32), stored, atol=2e-3)
+    info = build_index(indexed_library, IndexSettings(hop_columns=10), progress=False)
+    assert info["files_with_windows_encoded_alone"] == 0  # none was embedded at that hop
+    index = LibraryIndex(indexed_library)
+    rows = np.flatnonzero(index.windows[:, 0] == long_line.id)
+    columns = indexed_library.load_columns(long_line)
+    cut = np.stack([mean_vector(columns[first : first + 50]) for first in window_starts(len(columns), 50, 10)])
+    np.testing.assert_allclose(np.asarray(index.vectors[rows], np.float32), cut, atol=2e-3)
 
 
 @pytest.mark.parametrize("pca_dim", [None, 8])
@@ -290,16 +306,21 @@ def test_a_model_output_that_is_not_finite_is_a_failure_not_a_stored_embedding(t
     """Stored, it would be found damaged and embedded again by every scan."""
     embedder = CountingEmbedder()
 
-    def nan_for_loops(samples: np.ndarray) -> np.ndarray:
-        columns = embedder(samples)
-        return columns * np.nan if len(samples) < 2 * 16_000 else columns
+    def nan_columns_for_the_loop_and_nan_windows_for_the_hits(samples: np.ndarray) -> StemEmbedding:
+        embedded = embedder(samples)
+        if len(samples) < 2 * 16_000:
+            return replace(embedded, columns=embedded.columns * np.nan)
+        if len(samples) < 7 * 16_000:
+            return replace(embedded, windows=embedded.windows * np.nan)
+        return embedded
 
     with Library(tmp_path / "lib", create=True) as library:
-        report = scan(library, sample_folder, nan_for_loops)
-        assert "loop.wav" not in {Path(r.path).name for r in library.files()}
-        assert any(f["path"].endswith("loop.wav") and "not finite" in f["error"] for f in report.failed)
+        report = scan(library, sample_folder, nan_columns_for_the_loop_and_nan_windows_for_the_hits)
+        assert not {"loop.wav", "hits.aiff"} & {Path(r.path).name for r in library.files()}
+        for name in ("loop.wav", "hits.aiff"):
+            assert any(f["path"].endswith(name) and "not finite" in f["error"] for f in report.failed)
         calls = embedder.calls
-        scan(library, sample_folder, nan_for_loops)
+        scan(library, sample_folder, nan_columns_for_the_loop_and_nan_windows_for_the_hits)
         assert embedder.calls == calls  # not retried while the file is unchanged
         assert library.damaged_embeddings() == {}
 
