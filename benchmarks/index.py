@@ -18,6 +18,9 @@ Figures, per size:
   in a separate pass before the scans (WAV and FLAC separately; the files are in the page cache, as
   they are for the scan).
 - rest: scan time minus embed minus decode (hashing, file walk, embedding writes, SQLite).
+- cut x: the same scan with the columns alone (`stem_columns`, what indexing did before the search
+  windows were encoded alone, `inference.window_vectors`): the scan time of the product's
+  embedder over that one, in the same run.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from common import emit
 
 from stemserver import audio
 from stemserver.device import select_device, set_threads
-from stemserver.inference import stem_embedder
+from stemserver.inference import stem_columns, stem_embedder
 from stemserver.library import Library
 from stemserver.model import ENCODER_PRESETS, ModelConfig, StemJEPA
 from stemserver.window import QUERY_SECONDS
@@ -97,9 +100,13 @@ def run_size(size: str, folder: Path, workdir: Path, device: torch.device, decod
     embed.embed(np.zeros(int(QUERY_SECONDS * audio.SAMPLE_RATE), np.float32))  # warm-up, not counted
     with Library(workdir / f"library-{size}", create=True) as library:
         report = library.scan([folder], embed, fingerprint=f"benchmark-{size}", checkpoint_name=size, progress=False)
-    if report.failed:
-        raise RuntimeError(f"the scan failed on {report.failed[:3]}")
+    with Library(workdir / f"library-{size}-cut", create=True) as library:
+        cut = library.scan([folder], lambda samples: stem_columns(model, samples, device),
+                           fingerprint=f"benchmark-{size}", checkpoint_name=size, progress=False)
+    if report.failed or cut.failed:
+        raise RuntimeError(f"the scan failed on {(report.failed or cut.failed)[:3]}")
     return {
+        "cut_scan_s": cut.elapsed_s, "windows_alone_cost": report.elapsed_s / cut.elapsed_s,
         "size": size, "files": report.added, "audio_s": report.audio_seconds, "scan_s": report.elapsed_s,
         "x_realtime": report.audio_seconds / report.elapsed_s, "embed_s": embed.seconds,
         "embed_x_realtime": report.audio_seconds / embed.seconds, "decode_s": decode_s,
@@ -132,11 +139,11 @@ def print_table(result: dict) -> None:
           f"decode + resample alone: {decode} realtime; {result['cpus']} CPUs, load average "
           f"{result['load_average'][0]:.1f} before, {result['load_average'][1]:.1f} after")
     print(f"{'size':6} {'audio s':>8} {'scan s':>7} {'x realtime':>10} {'embed s':>8} {'embed x rt':>10} "
-          f"{'decode s':>8} {'rest s':>7} {'embed %':>7}")
+          f"{'decode s':>8} {'rest s':>7} {'embed %':>7} {'cut s':>7} {'cut x':>6}")
     for r in result["rows"]:
         print(f"{r['size']:6} {r['audio_s']:8.0f} {r['scan_s']:7.1f} {r['x_realtime']:10.1f} {r['embed_s']:8.1f} "
               f"{r['embed_x_realtime']:10.1f} {r['decode_s']:8.2f} {r['rest_s']:7.2f} "
-              f"{100 * r['embed_s'] / r['scan_s']:7.1f}")
+              f"{100 * r['embed_s'] / r['scan_s']:7.1f} {r['cut_scan_s']:7.1f} {r['windows_alone_cost']:6.2f}")
 
 
 def main() -> None:
