@@ -347,9 +347,12 @@ def _library(args: argparse.Namespace) -> int:
                 text += "\nindex: " + ("none" if index is None else index.get("error") or
                                        f"generation {index['generation']}, {index['windows']} windows")
             elif args.action == "list":
-                result = [{"path": f.path, "duration_s": round(f.duration_s, 3), "label": f.label}
-                          for f in library.files()]
-                text = "\n".join(f"{r['duration_s']:9.2f} s  {r['path']}" for r in result)
+                files = library.files()
+                names = _predicted_instruments(library, files, settings)
+                result = [{"path": f.path, "duration_s": round(f.duration_s, 3), "label": f.label,
+                           "instrument": names.get(f.sha256)} for f in files]
+                text = "\n".join(f"{r['duration_s']:9.2f} s  {r['instrument'] or '-':24.24}  {r['path']}"
+                                  for r in result)
             else:
                 if not args.paths:
                     raise StemserverError("library remove needs the paths of the files to forget")
@@ -361,6 +364,28 @@ def _library(args: argparse.Namespace) -> int:
                 text = f"removed {result['removed']} file(s); run `stemserver index` to rebuild the search index"
     print(json.dumps(result, indent=2) if args.json else text)
     return EXIT_ERROR if args.action == "verify" and result["problems"] else EXIT_OK
+
+
+def _predicted_instruments(library, files: list, settings) -> dict[str, str]:
+    """Each file's predicted instrument (by content hash): the label of the model's label cache
+    nearest to its instrument vector. Empty when no file has one (a model without an instrument
+    head) or the checkpoint cannot be read (the list is still shown)."""
+    vectors = {f.sha256: v for f in files if (v := library.load_instrument(f)) is not None}
+    if not vectors:
+        return {}
+    import numpy as np
+
+    from stemserver.checkpoint import load_checkpoint
+    from stemserver.errors import CheckpointError
+
+    try:
+        checkpoint = load_checkpoint(_checkpoint_path(settings))
+    except CheckpointError:
+        return {}
+    labels = checkpoint.label_embeddings.float().numpy()
+    labels /= np.maximum(np.linalg.norm(labels, axis=1, keepdims=True), 1e-12)
+    nearest = (np.stack(list(vectors.values())) @ labels.T).argmax(axis=1)
+    return {sha: checkpoint.labels[i] for sha, i in zip(vectors, nearest)}
 
 
 def _query(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ query's steps and their order live; the model's part of them is stemserver.infer
 evaluation (it needs no library) and the library indexer call too:
 
     mix (last N s) -> log-mel -> encoder -> predictor(instrument) -> query vector + columns
-        -> library candidates -> exact re-rank -> best offset of each of the top k
+        -> library candidates -> exact re-rank (+ how well each file's predicted instrument matches
+        the name asked, when the model has an instrument head) -> best offset of each of the top k
 
 Offsets. `offset_s` is the position in the stem, in seconds, that lines up with the START of the
 query window: start the stem at `offset_s` at the moment the query window began and the two play
@@ -43,7 +44,7 @@ SILENCE_PEAK = 1e-4  # about -80 dBFS
 class StemMatch:
     rank: int
     path: str
-    score: float  # cosine between the prediction and the stem's best window
+    score: float  # cosine between the prediction and the stem's best window, plus the instrument match (see search)
     offset_s: float  # stem position lining up with the start of the query window
     offset_at_end_s: float  # stem position lining up with the end of the query window
     alignment_score: float  # mean column cosine at that offset
@@ -178,7 +179,9 @@ class Engine:
             predicted = query_columns(self.model, waveforms, text, on_stage=lap)  # (B, cols, rows, d)
         with self._index_lock:
             index = self.index
-        hits = [index.search(mean_vector(p), q.k, q.filters) for p, q in zip(predicted, queries)]
+        weight = self.settings.instrument_weight
+        hits = [index.search(mean_vector(p), q.k, q.filters, bonus=index.instrument_scores(t, weight))
+                for p, q, t in zip(predicted, queries, text.cpu().numpy())]
         lap("search")
         matches = [self._align(index, p, h) for p, h in zip(predicted, hits)]
         lap("offsets")

@@ -45,6 +45,8 @@ from stemserver.selection import Filters
 from stemserver.window import HOP_COLUMNS, WINDOW_COLUMNS, window_starts
 
 RECORDS = "files.json"
+INSTRUMENTS = "instruments.npz"  # the files' instrument vectors (ids, vectors), when the model has a head
+INSTRUMENT_CANDIDATES = 50  # files best matching the instrument asked, searched beside Annoy's candidates
 COLUMN_CACHE_BYTES = 16 << 20  # float32 columns of the stems aligned last: about 22 stems of 30 s (see docs/library.md)
 
 
@@ -107,6 +109,11 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
         shutil.rmtree(folder)
         raise DamagedEmbeddings(damaged, library.root)
     centring.close()
+    instruments = [(record.id, library.load_instrument(record)) for record in records]
+    instruments = [(file_id, vector) for file_id, vector in instruments if vector is not None]
+    if instruments:
+        np.savez(folder / INSTRUMENTS, ids=np.asarray([i for i, _ in instruments], np.int64),
+                 vectors=np.stack([v for _, v in instruments]).astype(np.float16))
     np.save(folder / "vectors.npy", vectors.astype(np.float16))
     np.save(folder / "windows.npy", owners)
     # The file records this generation was built from: what `library repair` rebuilds a lost database from.
@@ -125,7 +132,7 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
     info = {
         "generation": generation, "folder": folder.name, "files": len(records), "windows": len(vectors),
         "dim": int(vectors.shape[1]), "annoy_dim": int(searched.shape[1]), "built_at": time.time(),
-        "files_with_windows_encoded_alone": encoded_alone,
+        "files_with_windows_encoded_alone": encoded_alone, "files_with_an_instrument": len(instruments),
         "build_s": round(time.perf_counter() - start, 3), "settings": asdict(settings),
         "annoy_bytes": (folder / "annoy.ann").stat().st_size,
         "checkpoint_sha256": library.meta("checkpoint_sha256"), "checkpoint_name": library.meta("checkpoint_name"),
@@ -139,6 +146,20 @@ def build_index(library: Library, settings: IndexSettings = IndexSettings(), pro
         if old.name not in (folder.name, kept):
             shutil.rmtree(old, ignore_errors=True)
     return info
+
+
+def _load_instruments(path: Path, files: int) -> np.ndarray | None:
+    """The generation's instrument vectors as a dense float32 (max file id + 1, text_dim) matrix,
+    zero rows for files without one; None when it has none."""
+    if not path.is_file():
+        return None
+    stored = np.load(path)
+    ids, vectors = stored["ids"], stored["vectors"].astype(np.float32)
+    if ids.ndim != 1 or vectors.ndim != 2 or len(ids) != len(vectors) or (ids.size and ids.max() >= files):
+        raise ValueError(f"{path.name} holds {ids.shape} ids and {vectors.shape} vectors for {files} file ids")
+    dense = np.zeros((files, vectors.shape[1]), np.float32)
+    dense[ids] = vectors
+    return dense
 
 
 def _generations(index_root: Path) -> set[int]:
@@ -206,6 +227,7 @@ class LibraryIndex:
             self.windows = np.load(folder / "windows.npy")
             pca = np.load(folder / "pca.npz") if (folder / "pca.npz").is_file() else None
             self.pca = (pca["mean"], pca["components"]) if pca is not None else None
+            self.instruments = _load_instruments(folder / INSTRUMENTS, len(self.files) and max(self.files) + 1)
             self.centring = StoredCentring.load(folder)
         except (OSError, ValueError, KeyError) as e:
             raise _damaged(folder, str(e)) from e
@@ -270,29 +292,50 @@ class LibraryIndex:
         """The error for an embedding whose values turned out NaN or infinite at query time."""
         return damaged_embedding(self.root, record, "it holds NaN or infinite values: garbled since it was indexed")
 
-    def search(self, query: np.ndarray, k: int, filters: Filters = Filters(), over_fetch: int = 10) -> list[Hit]:
+    def instrument_scores(self, text: np.ndarray, weight: float) -> np.ndarray | None:
+        """Per file id, `weight` times the cosine between its instrument vector and the text
+        embedding of the instrument asked (0 for a file without one); None when the generation
+        has no instrument vectors (a model without an instrument head) or the weight is 0."""
+        if self.instruments is None or weight == 0:
+            return None
+        text = np.asarray(text, np.float32)
+        return weight * (self.instruments @ (text / max(float(np.linalg.norm(text)), 1e-12)))
+
+    def search(self, query: np.ndarray, k: int, filters: Filters = Filters(), over_fetch: int = 10,
+               bonus: np.ndarray | None = None) -> list[Hit]:
         """The k best files for a unit query vector, each with its best window.
 
         Without filters, Annoy proposes `over_fetch * k` windows, re-ranked exactly; when they
         belong to fewer than k files (long stems have many windows each), it is asked for four
-        times more until k files are found. With filters, the allowed windows are ranked exactly."""
+        times more until k files are found. With filters, the allowed windows are ranked exactly.
+        `bonus` (per file id, `instrument_scores`) is added to each window's cosine, and every
+        window of the INSTRUMENT_CANDIDATES files (at least k) with the largest bonus is a
+        candidate too: the instrument asked for can bring back a file Annoy did not propose."""
         if filters.active():
             allowed = np.isin(self.windows[:, 0], np.asarray(filters.allowed_ids(self.files.values()), np.int64))
-            return self._best_per_file(np.flatnonzero(allowed), query, k)
+            return self._best_per_file(np.flatnonzero(allowed), query, k, bonus)
         wanted = min(len(self.vectors), max(over_fetch * k, 100))
         searched = project(query[None], *self.pca)[0] if self.pca else query
+        favoured = np.empty(0, np.int64)
+        if bonus is not None:
+            best_files = np.argsort(-bonus)[: max(INSTRUMENT_CANDIDATES, k)]
+            favoured = np.flatnonzero(np.isin(self.windows[:, 0], best_files))
         while True:
             candidates = np.asarray(self.annoy.get_nns_by_vector(searched, wanted, search_k=-1), dtype=np.int64)
-            hits = self._best_per_file(candidates, query, k)
+            hits = self._best_per_file(np.union1d(candidates, favoured), query, k, bonus)
             if len(hits) == k or wanted >= len(self.vectors):
                 return hits
             wanted = min(len(self.vectors), wanted * 4)
 
-    def _best_per_file(self, candidates: np.ndarray, query: np.ndarray, k: int) -> list[Hit]:
-        """Exact cosine re-rank of candidate windows; the best window of each of the top k files."""
+    def _best_per_file(self, candidates: np.ndarray, query: np.ndarray, k: int,
+                       bonus: np.ndarray | None = None) -> list[Hit]:
+        """Exact cosine re-rank of candidate windows (plus each one's file's bonus); the best
+        window of each of the top k files."""
         if len(candidates) == 0:
             return []
         scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ query.astype(np.float32)
+        if bonus is not None:
+            scores += bonus[self.windows[candidates, 0]]
         best: dict[int, Hit] = {}
         for i in np.argsort(-scores):
             file_id, first = (int(v) for v in self.windows[candidates[i]])

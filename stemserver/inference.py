@@ -115,6 +115,7 @@ class StemEmbedding:
     columns: np.ndarray  # (columns, rows, d) float32: the sequence the offset search aligns
     windows: np.ndarray  # (windows, d) float32 unit vectors: the search windows, each encoded alone
     hop_columns: int  # between the windows' starts (stemserver.window.window_starts)
+    instrument: np.ndarray | None = None  # (text_dim,) unit: what it sounds like, in the text space (a head's)
 
 
 def window_vectors(model: StemJEPA, samples: np.ndarray, columns: np.ndarray, starts: list[int], window: int,

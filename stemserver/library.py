@@ -12,6 +12,9 @@
                                   (windows, d); a file embedded before they existed, or indexed now
                                   at another hop, has none, and its windows are cut from the
                                   columns (stemserver.index)
+    LIBRARY/embeddings/ab/<sha256>.instrument.npy
+                                  what it sounds like, in the text embedding space: float16
+                                  (text_dim,), from the model's instrument head (none without one)
     LIBRARY/index/...             the search index built from these (stemserver.index)
 
 A scan commits one file at a time (embedding written atomically first, then its row), so a scan
@@ -122,6 +125,10 @@ class ScanReport:
 
 def embedding_path(root: Path, sha256: str) -> Path:
     return root / "embeddings" / sha256[:2] / f"{sha256}.npy"
+
+
+def instrument_path(root: Path, sha256: str) -> Path:
+    return root / "embeddings" / sha256[:2] / f"{sha256}.instrument.npy"
 
 
 def windows_path(root: Path, sha256: str, hop_columns: int) -> Path:
@@ -301,6 +308,15 @@ class Library:
     def load_columns(self, record: FileRecord) -> np.ndarray:
         return load_columns(self.root, record)
 
+    def load_instrument(self, record: FileRecord) -> np.ndarray | None:
+        """The file's instrument vector, float32 (text_dim,), or None when it has none (a model
+        without an instrument head, or unreadable: it then counts as no instrument)."""
+        try:
+            vector = np.load(instrument_path(self.root, record.sha256))
+        except (OSError, ValueError):
+            return None
+        return vector.astype(np.float32) if vector.ndim == 1 and np.isfinite(vector).all() else None
+
     def load_windows(self, record: FileRecord, hop_columns: int, count: int) -> np.ndarray | None:
         """The file's `count` search windows encoded alone `hop_columns` apart, float32 (count, d),
         or None when it has none at that hop (embedded before they existed, or at another hop) or
@@ -338,6 +354,7 @@ class Library:
 
     def _delete_embedding(self, sha256: str) -> None:
         self.embedding_path(sha256).unlink(missing_ok=True)
+        instrument_path(self.root, sha256).unlink(missing_ok=True)
         for windows in self.embedding_path(sha256).parent.glob(f"{sha256}.windows-h*.npy"):
             windows.unlink(missing_ok=True)
 
@@ -466,7 +483,8 @@ class Library:
                 whole = None if isinstance(embedded, np.ndarray) else embedded
                 embedding = embedded if whole is None else whole.columns
                 # stored, it would be found damaged and embedded again, forever
-                if not np.isfinite(embedding).all() or (whole is not None and not np.isfinite(whole.windows).all()):
+                if not np.isfinite(embedding).all() or (whole is not None and not (
+                        np.isfinite(whole.windows).all() and np.isfinite(whole.instrument).all())):
                     raise LibraryError(f"{path}: the model's embedding of this file is not finite (NaN or infinite)")
                 self._write_embedding(sha256, embedding, whole)
                 duration_s, rate, channels, columns = info.duration_s, info.sample_rate, info.channels, len(embedding)
@@ -495,11 +513,15 @@ class Library:
             report.added += 1
 
     def _write_embedding(self, sha256: str, columns: np.ndarray, embedded: StemEmbedding | None) -> None:
-        """The windows first: a crash between the two leaves windows without columns, which
-        `damaged_embeddings` finds (the columns are missing) and the next scan embeds again."""
+        """The windows and instrument first: a crash before the columns leaves them without
+        columns, which `damaged_embeddings` finds (the columns are missing) and the next scan
+        embeds again."""
         if embedded is not None:
             with atomic_path(windows_path(self.root, sha256, embedded.hop_columns)) as tmp, open(tmp, "wb") as f:
                 np.save(f, np.asarray(embedded.windows, dtype=np.float16))
+            if embedded.instrument is not None:
+                with atomic_path(instrument_path(self.root, sha256)) as tmp, open(tmp, "wb") as f:
+                    np.save(f, np.asarray(embedded.instrument, dtype=np.float16))
         with atomic_path(self.embedding_path(sha256)) as tmp, open(tmp, "wb") as f:
             np.save(f, np.asarray(columns, dtype=np.float16))
 
