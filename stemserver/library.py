@@ -483,8 +483,9 @@ class Library:
                 whole = None if isinstance(embedded, np.ndarray) else embedded
                 embedding = embedded if whole is None else whole.columns
                 # stored, it would be found damaged and embedded again, forever
-                if not np.isfinite(embedding).all() or (whole is not None and not (np.isfinite(whole.windows).all() and (
-                        whole.instrument is None or np.isfinite(whole.instrument).all()))):
+                extras_finite = whole is None or (np.isfinite(whole.windows).all() and (
+                    whole.instrument is None or np.isfinite(whole.instrument).all()))
+                if not (np.isfinite(embedding).all() and extras_finite):
                     raise LibraryError(f"{path}: the model's embedding of this file is not finite (NaN or infinite)")
                 self._write_embedding(sha256, embedding, whole)
                 duration_s, rate, channels, columns = info.duration_s, info.sample_rate, info.channels, len(embedding)
