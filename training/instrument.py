@@ -168,8 +168,20 @@ def train_head(checkpoint: Checkpoint, dataset: PreparedDataset, settings: HeadT
     log(f"{len(crops.paths)} crops of {len(stems)} stems; {len(levels['coarse'][0])} coarse and "
         f"{len(levels['fine'][0])} fine labels")
 
+    head, last_loss = fit_head(crops, levels, settings, checkpoint.config.text_dim, device, log)
+    facts = {"steps": settings.steps, "loss": last_loss, "crops": len(crops.paths), "stems": len(stems),
+             "cache": str(dataset.cache_dir), "labels": {level: levels[level][0] for level in LEVELS},
+             "seconds": round(time.perf_counter() - t0, 1), "settings": asdict(settings)}
+    return with_head(base, head, settings.hidden, embedder, facts)
+
+
+def fit_head(crops: Crops, levels: dict[str, tuple[list[str], torch.Tensor, torch.Tensor]], settings: HeadTraining,
+             text_dim: int, device: torch.device = torch.device("cpu"), log: Callable[[str], None] = print
+             ) -> tuple[InstrumentHead, float]:
+    """A new head fitted to featurised `crops` and their `level_targets`, in eval mode, and the
+    mean loss of its last logged interval."""
     torch.manual_seed(settings.seed)
-    head = InstrumentHead(crops.features.shape[1], settings.hidden, checkpoint.config.text_dim).to(device)
+    head = InstrumentHead(crops.features.shape[1], settings.hidden, text_dim).to(device)
     head.feature_mean.copy_(crops.features.mean(dim=0))
     head.feature_std.copy_(crops.features.std(dim=0).clamp(min=1e-4))  # a constant band must not divide by 0
     head.train()
@@ -187,21 +199,18 @@ def train_head(checkpoint: Checkpoint, dataset: PreparedDataset, settings: HeadT
         vectors = head(features[batch])
         results = [classifier_loss(head, vectors, text[level], targets[level][batch]) for level in LEVELS]
         loss = sum(loss for loss, _ in results) / len(results)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         if not math.isfinite(loss.item()):
             raise StemserverError(f"the instrument head's loss became {loss.item()} at step {step + 1}; "
                                   f"try a lower --lr (now {settings.lr:g})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
         loss_sum, hits_sum, logged = loss_sum + loss.item(), hits_sum + results[-1][1].float().mean().item(), logged + 1
         if (step + 1) % max(1, settings.steps // 10) == 0 or step + 1 == settings.steps:
             log(f"step {step + 1:5d}/{settings.steps}  loss {loss_sum / logged:.4f}  fine accuracy "
                 f"{hits_sum / logged:.3f}  scale {head.logit_scale.exp().item():.1f}")
             last_loss, loss_sum, hits_sum, logged = loss_sum / logged, 0.0, 0.0, 0
-    facts = {"steps": settings.steps, "loss": last_loss, "crops": len(crops.paths), "stems": len(stems),
-             "cache": str(dataset.cache_dir), "labels": {level: levels[level][0] for level in LEVELS},
-             "seconds": round(time.perf_counter() - t0, 1), "settings": asdict(settings)}
-    return with_head(base, head.eval(), settings.hidden, embedder, facts)
+    return head.eval(), last_loss
 
 
 def without_head(checkpoint: Checkpoint) -> Checkpoint:

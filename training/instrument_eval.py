@@ -136,6 +136,7 @@ def evaluate(bundle: Path, cache: Path, split: str = "test", holdout: Sequence[s
             "top1_seen": float(hits[~unseen].mean()) if (~unseen).any() else None,
             "top1_held_out": float(hits[unseen].mean()) if unseen.any() else None,
             "precision_at_10": _mean([p for name, p in precision.items() if name not in unseen_names]),
+            "precision_at_10_per_query": _mean([precision[name] for name in names if name not in unseen_names]),
             "precision_at_10_held_out": _mean([p for name, p in precision.items() if name in unseen_names]),
             "precision_by_label": {name: {"precision": p, "stems": counts[name], "held_out": name in unseen_names}
                                    for name, p in precision.items()},
@@ -175,13 +176,15 @@ def markdown(report: dict) -> str:
     """The report's headline figures as a Markdown table."""
     lines = [f"{report['split']} split of {report['cache']}: {report['stems']} stems "
              f"({report['held_out_stems']} with a held-out label: {', '.join(report['held_out_labels']) or 'none'})",
-             "", "| level | labels | majority | zero-shot top-1 | seen | held out | P@10 by text | P@10 held out |"
+             "", "| level | labels | majority | zero-shot top-1 | seen | held out | P@10 per label | per query "
+             "| P@10 held out |"
              + (" " + " | ".join(f"probe {name}" for name in report["probes"]["coarse"]) + " |"
                 if "probes" in report else ""),
-             "|---" * (8 + len(report.get("probes", {}).get("coarse", {}))) + "|"]
+             "|---" * (9 + len(report.get("probes", {}).get("coarse", {}))) + "|"]
     for level, r in report["levels"].items():
         row = [level, str(r["labels"]), _percent(r["majority"]), _percent(r["top1"]), _percent(r["top1_seen"]),
-               _percent(r["top1_held_out"]), _percent(r["precision_at_10"]), _percent(r["precision_at_10_held_out"])]
+               _percent(r["top1_held_out"]), _percent(r["precision_at_10"]), _percent(r["precision_at_10_per_query"]),
+               _percent(r["precision_at_10_held_out"])]
         row += [_percent(value) for value in report.get("probes", {}).get(level, {}).values()]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
