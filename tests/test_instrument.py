@@ -52,7 +52,7 @@ def drum_hits(seconds: float, rng: np.random.Generator) -> np.ndarray:
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     """A prepared cache, built by the real builder from wav files: 8 train and 6 test tracks of a
-    bass and a drum stem each."""
+    bass and a drum stem each, and one unlabelled stem."""
     root = tmp_path_factory.mktemp("tracks")
     rng = np.random.default_rng(0)
     tracks = []
@@ -64,6 +64,9 @@ def cache(tmp_path_factory) -> Path:
             file.parent.mkdir(parents=True, exist_ok=True)
             soundfile.write(file, make(3.0, rng), RATE)
             stems.append(Stem(name, (file,), path))
+        if i == 0:  # a stem whose instrument the dataset does not know: neither trained on nor scored
+            soundfile.write(root / "t0" / "mystery.wav", drum_hits(3.0, rng), RATE)
+            stems.append(Stem("mystery", (root / "t0" / "mystery.wav",), ()))
         tracks.append(Track(f"t{i}", tuple(stems), split="train" if i < 8 else "test"))
     cache_dir = tmp_path_factory.mktemp("cache")
     build_cache(tracks, cache_dir, progress=False)

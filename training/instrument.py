@@ -81,13 +81,18 @@ def level_label(path: Sequence[str], level: str) -> str:
 
 
 def held_out(path: Sequence[str], holdout: Sequence[str]) -> bool:
+    """Whether a label path has a held-out label at any level."""
     return bool(set(holdout).intersection(path))
 
 
+def labelled_stems(dataset: PreparedDataset, split: str) -> list[PreparedStem]:
+    """The stems of `split` that have a label (a dataset may not know some stems' instrument)."""
+    return [stem for track in dataset.split(split).tracks for stem in track.stems if stem.label_path]
+
+
 def training_stems(dataset: PreparedDataset, holdout: Sequence[str]) -> list[PreparedStem]:
-    """The stems of the train split, without any whose label path has a held-out label."""
-    stems = [stem for track in dataset.split("train").tracks for stem in track.stems
-             if not held_out(stem.label_path, holdout)]
+    """The labelled stems of the train split, without any whose label path has a held-out label."""
+    stems = [stem for stem in labelled_stems(dataset, "train") if not held_out(stem.label_path, holdout)]
     if not stems:
         raise ConfigError(f"{dataset.cache_dir}: the train split has no stem left to train the instrument head on "
                           f"(held out: {', '.join(holdout) or 'nothing'})")

@@ -39,7 +39,7 @@ from stemserver.inference import instrument_vectors, mean_vector, stem_columns
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver_training.cache import PreparedStem, open_cache
-from stemserver_training.instrument import LEVELS, held_out, label_list, level_label
+from stemserver_training.instrument import LEVELS, held_out, label_list, labelled_stems, level_label
 
 TOP = 10
 
@@ -115,7 +115,7 @@ def evaluate(bundle: Path, cache: Path, split: str = "test", holdout: Sequence[s
     facts = checkpoint.info.get("instrument_head", {})
     holdout = list(holdout if holdout is not None else facts.get("settings", {}).get("holdout_labels", []))
     dataset = open_cache(cache)
-    pool = [stem for track in dataset.split(split).tracks for stem in track.stems]
+    pool = labelled_stems(dataset, split)
     vectors = np.stack([instrument_vectors(model, stem.read(0, stem.num_samples), device)
                         for stem in tqdm(pool, desc=f"{split} stems", unit="stem", disable=not progress)])
     unseen = np.array([held_out(stem.label_path, holdout) for stem in pool])
@@ -149,7 +149,7 @@ def evaluate(bundle: Path, cache: Path, split: str = "test", holdout: Sequence[s
 def probes(model: StemJEPA, dataset, pool: list[PreparedStem], split: str, probe_encoder: bool,
            device: torch.device, progress: bool) -> dict:
     """Linear probes fitted on the train split and scored on `pool`, per level and feature set."""
-    train = [stem for track in dataset.split("train").tracks for stem in track.stems]
+    train = labelled_stems(dataset, "train")
     sets = {}
     for name, stems in (("train", train), (split, pool)):
         mel = [log_mel_statistics(model, stem) for stem in tqdm(stems, desc=f"log-mel {name}", disable=not progress)]
