@@ -1,7 +1,8 @@
 """The checkpoint bundle: everything needed to serve a model, in one safetensors file.
 
 Tensors: the context encoder, the EMA target encoder, the predictor (`encoder.*`,
-`target_encoder.*`, `predictor.*`) and the cached text embeddings of known labels
+`target_encoder.*`, `predictor.*`), the instrument head when the model has one (`instrument.*`;
+`model_config.instrument_hidden` > 0) and the cached text embeddings of known labels
 (`label_embeddings`). JSON metadata: the model and front-end config (normalisation statistics
 included), the identity of the text backend that made the label embeddings, the labels, and free
 training information. safetensors never unpickles, so loading a file cannot run code, and it
@@ -27,7 +28,7 @@ from stemserver.text import LabelEmbedder, load_text_backend
 
 FORMAT = "stemserver-checkpoint"
 FORMAT_VERSION = 1
-_MODEL_PREFIXES = ("encoder.", "target_encoder.", "predictor.")
+_MODEL_PREFIXES = ("encoder.", "target_encoder.", "predictor.", "instrument.")
 
 
 @dataclass

@@ -25,6 +25,8 @@ TRAINING_VERBS = {
     "prepare": ("stemserver_training.cli", ["prepare"], "decode a dataset into the training cache"),
     "train": ("stemserver_training.cli", ["train"], "train a model from a config: contrastive, then JEPA"),
     "eval": ("stemserver_training.evaluate", [], "retrieval metrics and a report on a prepared dataset"),
+    "train-instrument": ("stemserver_training.instrument", [], "train an instrument head onto a model bundle"),
+    "eval-instrument": ("stemserver_training.instrument_eval", [], "measure a bundle's instrument head"),
 }
 
 

@@ -8,6 +8,8 @@ evaluation all call these functions, so a change of representation is made here 
             (what the JEPA loss compares predictions with) -> (columns, rows, d)
     search: mean over every patch, L2-normalised (`mean_vector`), of each search window of a
             library file encoded alone, as a query window is (`stem_embedder`)
+    instrument: audio -> log-mel -> band statistics -> instrument head -> unit text-space vector
+            (`instrument_vectors`; only for a model with an instrument head)
 
 Attention cost grows with the square of the number of patches, so long audio is encoded in
 consecutive windows of the query window's length (QUERY_SECONDS, the training length) and the
@@ -28,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from stemserver.device import inference
-from stemserver.errors import AudioError
-from stemserver.model import StemJEPA
+from stemserver.errors import AudioError, CheckpointError
+from stemserver.features import band_statistics
+from stemserver.model import InstrumentHead, StemJEPA
 from stemserver.window import HOP_COLUMNS, QUERY_SECONDS, window_starts
 
 OnStage = Callable[[str], None]
@@ -149,7 +152,8 @@ def window_vectors(model: StemJEPA, samples: np.ndarray, columns: np.ndarray, st
 def stem_embedder(model: StemJEPA, device: torch.device, tile_loops: bool = False, window_s: float = QUERY_SECONDS,
                   hop_columns: int = HOP_COLUMNS) -> Callable[[np.ndarray], StemEmbedding]:
     """The function a library scan embeds each file with: mono samples -> StemEmbedding, its
-    search windows `hop_columns` apart.
+    search windows `hop_columns` apart, and its instrument vector when the model has a head (none
+    for a silent file: it has no instrument to name).
 
     With `tile_loops`, a file shorter than the window is repeated to fill it before encoding (a
     loop is heard in context, as it will be played) and one period of columns is kept."""
@@ -164,10 +168,73 @@ def stem_embedder(model: StemJEPA, device: torch.device, tile_loops: bool = Fals
         else:
             columns = stem_columns(model, samples, device, window_s)
         starts = window_starts(len(columns), window // column, hop_columns)
+        instrument = None
+        if model.instrument is not None and np.abs(samples).max(initial=0.0) > 0:
+            instrument = instrument_vectors(model, samples, device)
         return StemEmbedding(columns, window_vectors(model, samples, columns, starts, window // column, device),
-                             hop_columns)
+                             hop_columns, instrument)
 
     return embed
+
+
+SILENT_PEAK = 0.01
+"""A window (or training crop) peaking under this share of its stem's peak (-40 dB) is a gap in the
+part: its statistics say nothing about the instrument, so it is left out."""
+
+
+def instrument_features(model: StemJEPA, waveforms: torch.Tensor) -> torch.Tensor:
+    """What the instrument head reads: (B, n) peak-normalised waveforms -> (B, features) band
+    statistics of the model's own front end (stemserver.features.band_statistics)."""
+    with inference(waveforms.device):
+        return band_statistics(model.front_end(waveforms))
+
+
+def instrument_vectors(model: StemJEPA, samples: np.ndarray, device: torch.device, window_s: float = QUERY_SECONDS,
+                       batch_size: int = 16) -> np.ndarray:
+    """One stem's instrument vector: mono samples at the model's rate -> unit float32 (text_dim,),
+    to compare by cosine with the text embedding of an instrument name ("bass", "warm pad").
+
+    The stem is peak-normalised first (the head was trained on peak-normalised stems, and a
+    library file's level says nothing about its instrument), cut into windows of `window_s` (the
+    length the head was trained on at most, and bounded memory for any length); windows that are
+    gaps in the part (see SILENT_PEAK) are skipped, and the head's vectors of the others are
+    averaged, weighted by their length, and normalised."""
+    head = _instrument_head(model)
+    samples = np.asarray(samples, dtype=np.float32)
+    rate = model.config.front_end.sample_rate
+    shortest = model.config.patch_size * model.config.front_end.hop_length  # one column, 0.16 s
+    if samples.ndim != 1 or len(samples) < shortest:
+        raise AudioError(f"the instrument head needs mono audio of at least {shortest / rate:.2f} s; got "
+                         f"{samples.shape[0] / rate if samples.ndim == 1 else samples.shape} "
+                         f"{'s' if samples.ndim == 1 else '(not mono)'}")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"the audio holds {int(np.count_nonzero(~np.isfinite(samples)))} NaN or infinite "
+                         "samples; repair or re-export the file")
+    peak = float(np.max(np.abs(samples)))
+    if peak == 0:
+        raise AudioError("the audio is silent: it has no instrument to name")
+    samples = samples / peak
+    window = max(shortest, int(round(window_s * rate)))
+    starts = [start for start in range(0, len(samples), window) if len(samples) - start >= shortest]
+    windows = [samples[start : start + window] for start in starts]
+    heard = [w for w in windows if np.max(np.abs(w)) >= SILENT_PEAK] or windows
+    vectors, weights = [], []
+    for length in sorted({len(w) for w in heard}):  # whole windows batched, the tail on its own
+        same = [w for w in heard if len(w) == length]
+        for first in range(0, len(same), batch_size):
+            batch = torch.from_numpy(np.stack(same[first : first + batch_size])).to(device)
+            with inference(device):
+                vectors.append(head(instrument_features(model, batch)).float().cpu())
+            weights.extend([length] * len(batch))
+    weighted = (torch.cat(vectors) * torch.tensor(weights, dtype=torch.float32)[:, None]).sum(dim=0)
+    return F.normalize(weighted, dim=0).numpy()
+
+
+def _instrument_head(model: StemJEPA) -> InstrumentHead:
+    if model.instrument is None:
+        raise CheckpointError("this model has no instrument head, so it cannot name a stem's instrument; train one "
+                              "onto it with `stemserver train-instrument CHECKPOINT CACHE --out NEW.safetensors`")
+    return model.instrument
 
 
 def _stage(on_stage: OnStage | None, name: str, device: torch.device) -> None:

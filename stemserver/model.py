@@ -5,6 +5,8 @@ Shapes, for a batch of B waveforms of 8 s at 16 kHz:
     predictor(grid, text (B, D)) -> grid (B, 5, 50, d)
 One grid column covers 16 frames = 160 ms. The fixed 2-D sin-cos positional embeddings let the
 encoder take any duration: frames past the last whole column are dropped.
+An optional instrument head (config.instrument_hidden > 0) maps a stem's band statistics into the
+text embedding space, so that a stem can be compared with any instrument name (a small CLAP).
 
 References: Stem-JEPA (Riou et al., ISMIR 2024) and its zero-shot successor (FiLM conditioning on a
 text embedding of the instrument), see shared/papers/.
@@ -13,6 +15,7 @@ text embedding of the instrument), see shared/papers/.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemserver.features import FrontEndConfig, LogMel
+from stemserver.features import FrontEndConfig, LogMel, band_statistics_dim
 
 ENCODER_PRESETS: dict[str, tuple[int, int, int]] = {
     # name: (embed_dim, depth, num_heads)
@@ -44,6 +47,7 @@ class ModelConfig:
     conditioning: Conditioning = "film"  # "concat" is Stem-JEPA's, kept for the ablation
     text_dim: int = 512  # 512 for LAION-CLAP, 384 for MiniLM
     front_end: FrontEndConfig = field(default_factory=FrontEndConfig)
+    instrument_hidden: int = 0  # width of the instrument head's hidden layers; 0: no head
 
     @classmethod
     def preset(cls, name: str, **overrides) -> ModelConfig:
@@ -63,6 +67,8 @@ class ModelConfig:
             raise ValueError(f"conditioning must be 'film' or 'concat', not {self.conditioning!r}")
         if self.predictor_layers < 2:
             raise ValueError("the predictor needs at least 2 layers")
+        if self.instrument_hidden < 0:
+            raise ValueError(f"instrument_hidden must be >= 0 (0: no instrument head), not {self.instrument_hidden}")
 
     @property
     def seconds_per_column(self) -> float:
@@ -209,8 +215,37 @@ class Predictor(nn.Module):
         return self.norm(self.layers[-1](h))
 
 
+class InstrumentHead(nn.Module):
+    """Band statistics of a stem (stemserver.features.band_statistics) -> unit vector in the text
+    embedding space: features -> hidden -> hidden -> text_dim, L2-normalised.
+
+    Its cosine with the text embedding of an instrument name scores how much the stem sounds like
+    that instrument, for names never trained on too (zero-shot through the text model).
+    `feature_mean` and `feature_std` standardise each feature with the training set's statistics
+    (bands differ in level and spread by orders of magnitude); `logit_scale` is the learned inverse
+    temperature of the classifier it was trained as, kept so that scores can be turned into
+    probabilities the way training did."""
+
+    def __init__(self, features: int, hidden: int, text_dim: int, dropout: float = 0.1):
+        super().__init__()
+        self.register_buffer("feature_mean", torch.zeros(features))
+        self.register_buffer("feature_std", torch.ones(features))
+        self.mlp = nn.Sequential(
+            nn.Linear(features, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden, text_dim),
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+        self.mlp.apply(_init_weights)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, features) -> (B, text_dim) unit vectors."""
+        x = (features - self.feature_mean) / self.feature_std
+        return F.normalize(self.mlp(x), dim=-1)
+
+
 class StemJEPA(nn.Module):
-    """Front end, context encoder, EMA target encoder and predictor.
+    """Front end, context encoder, EMA target encoder, predictor and, optionally, the instrument head.
 
     The context encoder embeds mixes (queries); the target encoder is what the predictor learned
     to predict, so it is the natural encoder for library stems."""
@@ -222,6 +257,11 @@ class StemJEPA(nn.Module):
         self.encoder = Encoder(config)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.predictor = Predictor(config)
+        self.instrument = (
+            InstrumentHead(band_statistics_dim(config.front_end), config.instrument_hidden, config.text_dim)
+            if config.instrument_hidden
+            else None
+        )
 
     def encode(self, waveform: torch.Tensor, target: bool = False) -> torch.Tensor:
         """(B, n) waveform at the front end's rate -> (B, rows, cols, d) grid."""
