@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,11 @@ import torch
 from conftest import TEXT_DIM, make_checkpoint, tiny_config
 
 from stemserver.checkpoint import Checkpoint, load_checkpoint
+from stemserver.config import Settings, TextSettings
+from stemserver.engine import Engine, Query
 from stemserver.errors import AudioError, CheckpointError
 from stemserver.features import band_statistics
+from stemserver.indexing import index_folders
 from stemserver.inference import instrument_vectors
 from stemserver.model import ModelConfig, StemJEPA
 from stemserver.text import LabelEmbedder
@@ -238,3 +242,40 @@ def test_the_verb_writes_a_bundle_and_explains_a_missing_checkpoint(base, cache,
     missing = subprocess.run([sys.executable, "-m", "stemserver", "train-instrument", str(tmp_path / "nope"),
                               str(cache), "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "stemserver: error: no checkpoint file" in missing.stderr
+
+
+def test_the_instrument_asked_decides_what_comes_back(trained, tmp_path):
+    """A library of 5 bass lines and 5 drum tracks under opaque names, indexed by the real indexer
+    with the trained head: a query for "bass" returns the basses first, one for "drums" the drums,
+    whatever the mix; `library list` names each file's instrument; weight 0 turns it off."""
+    bundle = tmp_path / "with-head.safetensors"
+    trained.save(bundle)
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    kinds = {}
+    for i in range(10):
+        kind = "bass" if i % 2 else "drums"
+        soundfile.write(folder / f"{i:04d}.wav", (bass_line if kind == "bass" else drum_hits)(10.0, rng), RATE)
+        kinds[f"{i:04d}.wav"] = kind
+    settings = Settings(device="cpu", threads=1, text=TextSettings(backend="none"))
+    indexed = index_folders([folder], tmp_path / "library", bundle, settings, progress=False)
+    assert indexed["index"]["files_with_an_instrument"] == 10
+    engine = Engine(bundle, tmp_path / "library", settings)
+    mix = bass_line(8.0, rng) + drum_hits(8.0, rng)
+    for asked in ("bass", "drums"):
+        matches = engine.query(Query(mix, asked, k=10)).matches
+        assert [kinds[Path(m.path).name] for m in matches[:5]] == [asked] * 5
+        assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    plain = Engine(bundle, tmp_path / "library", replace(settings, instrument_weight=0.0))
+    scores = {asked: {Path(m.path).name: m.score for m in plain.query(Query(mix, asked, k=10)).matches}
+              for asked in ("bass", "drums")}
+    weighted = {Path(m.path).name: m.score for m in engine.query(Query(mix, "bass", k=10)).matches}
+    assert all(weighted[name] > scores["bass"][name] for name, kind in kinds.items() if kind == "bass")
+    listed = subprocess.run([sys.executable, "-m", "stemserver", "library", "list", "--library",
+                             str(tmp_path / "library"), "--checkpoint", str(bundle), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    predicted = {Path(r["path"]).name: r["instrument"] for r in json.loads(listed.stdout)}
+    family = {"bass": "bass", "synth bass": "bass", "drums": "drums", "kick drum": "drums"}
+    assert {name: family.get(instrument) for name, instrument in predicted.items()} == kinds
