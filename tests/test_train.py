@@ -371,7 +371,7 @@ def test_config_errors_name_the_key(tmp_path):
         config = load_config(CONFIGS / f"{name}.yaml")
         assert parse_config(config.to_dict()) == config
         assert load_config(name) == load_config(f"{name}.yaml") == config
-    with pytest.raises(ConfigError, match=r"nope: no such training config; .* \(demo, paper, tiny\)"):
+    with pytest.raises(ConfigError, match=r"nope: no such training config; .* \(compatible, demo, paper, tiny\)"):
         load_config("nope")
     with pytest.raises(ConfigError, match="no such training config"):
         load_config(tmp_path / "tiny")  # a path is never taken for a name
