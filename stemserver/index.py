@@ -19,6 +19,7 @@ import json
 import math
 import shutil
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -153,8 +154,11 @@ def _load_instruments(path: Path, files: int) -> np.ndarray | None:
     zero rows for files without one; None when it has none."""
     if not path.is_file():
         return None
-    stored = np.load(path)
-    ids, vectors = stored["ids"], stored["vectors"].astype(np.float32)
+    try:
+        with np.load(path) as stored:
+            ids, vectors = stored["ids"], stored["vectors"].astype(np.float32)
+    except (OSError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"{path.name} is unreadable ({type(e).__name__}: {e})") from e
     if ids.ndim != 1 or vectors.ndim != 2 or len(ids) != len(vectors) or (ids.size and ids.max() >= files):
         raise ValueError(f"{path.name} holds {ids.shape} ids and {vectors.shape} vectors for {files} file ids")
     dense = np.zeros((files, vectors.shape[1]), np.float32)

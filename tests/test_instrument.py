@@ -17,7 +17,7 @@ from conftest import TEXT_DIM, make_checkpoint, tiny_config
 from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.config import Settings, TextSettings
 from stemserver.engine import Engine, Query
-from stemserver.errors import AudioError, CheckpointError
+from stemserver.errors import AudioError, CheckpointError, LibraryError
 from stemserver.features import band_statistics
 from stemserver.indexing import index_folders
 from stemserver.inference import instrument_vectors
@@ -279,3 +279,17 @@ def test_the_instrument_asked_decides_what_comes_back(trained, tmp_path):
     predicted = {Path(r["path"]).name: r["instrument"] for r in json.loads(listed.stdout)}
     family = {"bass": "bass", "synth bass": "bass", "drums": "drums", "kick drum": "drums"}
     assert {name: family.get(instrument) for name, instrument in predicted.items()} == kinds
+
+
+def test_a_damaged_instrument_file_is_a_library_error_that_says_how_to_repair(trained, tmp_path):
+    bundle = tmp_path / "with-head.safetensors"
+    trained.save(bundle)
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    soundfile.write(folder / "0001.wav", bass_line(3.0, np.random.default_rng(0)), RATE)
+    settings = Settings(device="cpu", threads=1, text=TextSettings(backend="none"))
+    indexed = index_folders([folder], tmp_path / "library", bundle, settings, progress=False)
+    stored = tmp_path / "library" / "index" / indexed["index"]["folder"] / "instruments.npz"
+    stored.write_bytes(stored.read_bytes()[:40])  # truncated
+    with pytest.raises(LibraryError, match="instruments.npz is unreadable.*library repair"):
+        Engine(bundle, tmp_path / "library", settings)
