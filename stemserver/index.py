@@ -232,6 +232,9 @@ class LibraryIndex:
             pca = np.load(folder / "pca.npz") if (folder / "pca.npz").is_file() else None
             self.pca = (pca["mean"], pca["components"]) if pca is not None else None
             self.instruments = _load_instruments(folder / INSTRUMENTS, len(self.files) and max(self.files) + 1)
+            # The window rows ordered by file and their files, for _windows_of (a generation with instruments).
+            order = np.argsort(self.windows[:, 0], kind="stable") if self.instruments is not None else None
+            self._rows_by_file = None if order is None else (order, self.windows[order, 0])
             self.centring = StoredCentring.load(folder)
         except (OSError, ValueError, KeyError) as e:
             raise _damaged(folder, str(e)) from e
@@ -322,14 +325,20 @@ class LibraryIndex:
         searched = project(query[None], *self.pca)[0] if self.pca else query
         favoured = np.empty(0, np.int64)
         if bonus is not None:
-            best_files = np.argsort(-bonus)[: max(INSTRUMENT_CANDIDATES, k)]
-            favoured = np.flatnonzero(np.isin(self.windows[:, 0], best_files))
+            favoured = self._windows_of(np.argsort(-bonus)[: max(INSTRUMENT_CANDIDATES, k)])
         while True:
             candidates = np.asarray(self.annoy.get_nns_by_vector(searched, wanted, search_k=-1), dtype=np.int64)
             hits = self._best_per_file(np.union1d(candidates, favoured), query, k, bonus)
             if len(hits) == k or wanted >= len(self.vectors):
                 return hits
             wanted = min(len(self.vectors), wanted * 4)
+
+    def _windows_of(self, file_ids: np.ndarray) -> np.ndarray:
+        """The window rows of these files, from the ordering of the rows by file made at load (not a
+        pass over every window per query: this runs on every query with an instrument head)."""
+        order, owners = self._rows_by_file
+        first, last = np.searchsorted(owners, file_ids, "left"), np.searchsorted(owners, file_ids, "right")
+        return np.concatenate([order[a:b] for a, b in zip(first, last)] + [np.empty(0, np.int64)])
 
     def _best_per_file(self, candidates: np.ndarray, query: np.ndarray, k: int,
                        bonus: np.ndarray | None = None) -> list[Hit]:

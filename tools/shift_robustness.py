@@ -63,18 +63,18 @@ def main() -> None:
             if np.abs(samples[start : start + window]).max() < 0.01:
                 continue
             truth = start / column
+            stored = {}  # the whole stem's columns per encoder: the target's serve the prediction too
             for kind in ("target", "context"):
                 own = columns(model, samples[start : start + window], device, kind == "target")
-                placed[kind].append(abs(best_shift(own, columns(model, samples, device, kind == "target"))
-                                        .shift_columns - truth) <= 1)
+                stored[kind] = columns(model, samples, device, kind == "target")
+                placed[kind].append(abs(best_shift(own, stored[kind]).shift_columns - truth) <= 1)
                 if kind == "target":
                     later = columns(model, samples[start + shift : start + shift + window], device, True)
                     pooled.append(float(mean_vector(own) @ mean_vector(later)))
             mix = np.sum([s.read(start, start + window) for s in track.stems if s is not stem], axis=0)
             text = labels.embed([stem.label_path[-1] if stem.label_path else "music"])
             predicted = query_columns(model, torch.from_numpy(mix[None].astype(np.float32)).to(device), text)[0]
-            placed["prediction"].append(abs(best_shift(predicted, columns(model, samples, device, True))
-                                            .shift_columns - truth) <= 1)
+            placed["prediction"].append(abs(best_shift(predicted, stored["target"]).shift_columns - truth) <= 1)
     if not pooled:
         raise SystemExit("no stem of those tracks is long enough (12.5 s) and active in its window")
     print(f"{args.checkpoint}: {len(pooled)} windows of {args.split}; pooled cosine at a {SHIFT_S} s shift "

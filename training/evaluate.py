@@ -224,6 +224,11 @@ class Target:
         return level_label(self.label_path, level)
 
 
+def held_out(label_path: Sequence[str], holdout_labels: Sequence[str]) -> bool:
+    """Whether a label path has a label kept out of training at any level."""
+    return bool(set(holdout_labels).intersection(label_path))
+
+
 def level_label(label_path: Sequence[str], level: str) -> str:
     """The conditioning label at `level`: the last ("fine") or the first ("coarse") of the path,
     "music" for a stem without labels (as in training)."""
@@ -325,7 +330,7 @@ def score(embedded: Embedded, ks: Sequence[int] = KS, holdout_labels: Sequence[s
     `holdout_labels` (labels kept out of training), the retrieval table again for the targets
     with a held-out label in their path (zero-shot) and for the others."""
     targets = embedded.targets
-    held_out = np.asarray([bool(set(holdout_labels).intersection(t.label_path)) for t in targets], dtype=bool)
+    zero_shot = np.asarray([held_out(t.label_path, holdout_labels) for t in targets], dtype=bool)
     target_index = np.arange(len(targets))
     tracks = [target.track for target in targets]
     baseline = rank_targets(embedded.baseline, embedded.pool, target_index)
@@ -353,13 +358,13 @@ def score(embedded: Embedded, ks: Sequence[int] = KS, holdout_labels: Sequence[s
                           "counts": confusion_matrix(labels, labels[jepa.nearest], order).tolist()},
             "alignment": _alignment_summary(embedded, level),
         }
-        if held_out.any():
+        if zero_shot.any():
             levels[level]["zero_shot"] = {
                 "holdout_labels": list(holdout_labels),
-                "held_out": {"jepa": summarise(jepa, held_out, ks),
-                             "contrastive_baseline": summarise(baseline, held_out, ks)},
-                "seen": {"jepa": summarise(jepa, ~held_out, ks),
-                         "contrastive_baseline": summarise(baseline, ~held_out, ks)},
+                "held_out": {"jepa": summarise(jepa, zero_shot, ks),
+                             "contrastive_baseline": summarise(baseline, zero_shot, ks)},
+                "seen": {"jepa": summarise(jepa, ~zero_shot, ks),
+                         "contrastive_baseline": summarise(baseline, ~zero_shot, ks)},
             }
     return {"levels": levels, "targets": per_target}
 

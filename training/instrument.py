@@ -43,6 +43,7 @@ from stemserver.inference import SILENT_PEAK
 from stemserver.model import InstrumentHead, StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver_training.cache import PreparedDataset, PreparedStem, open_cache
+from stemserver_training.evaluate import held_out, level_label
 from stemserver_training.optim import build_optimizer
 from stemserver_training.schedule import learning_rate
 
@@ -73,16 +74,6 @@ class Crops:
 
     features: torch.Tensor  # (N, features) float32, on the CPU
     paths: list[tuple[str, ...]] = field(default_factory=list)  # each crop's label path
-
-
-def level_label(path: Sequence[str], level: str) -> str:
-    """The label of `path` at `level`: its first (coarse) or its last (fine) entry."""
-    return path[0] if level == "coarse" else path[-1]
-
-
-def held_out(path: Sequence[str], holdout: Sequence[str]) -> bool:
-    """Whether a label path has a held-out label at any level."""
-    return bool(set(holdout).intersection(path))
 
 
 def labelled_stems(dataset: PreparedDataset, split: str) -> list[PreparedStem]:

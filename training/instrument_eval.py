@@ -39,7 +39,8 @@ from stemserver.inference import instrument_vectors, mean_vector, stem_columns
 from stemserver.model import StemJEPA
 from stemserver.text import LabelEmbedder
 from stemserver_training.cache import PreparedStem, open_cache
-from stemserver_training.instrument import LEVELS, held_out, label_list, labelled_stems, level_label
+from stemserver_training.evaluate import held_out, level_label
+from stemserver_training.instrument import LEVELS, label_list, labelled_stems
 
 TOP = 10
 

@@ -40,7 +40,7 @@ from stemserver.indexing import IndexOptions, index_folders
 from stemserver.music import keys_agree, parse_key, tempi_agree
 from stemserver.window import QUERY_SECONDS
 from stemserver_training.cache import PreparedDataset
-from stemserver_training.evaluate import KS, LEVELS, level_label
+from stemserver_training.evaluate import KS, LEVELS, chance_metrics, held_out, level_label
 from stemserver_training.sampler import SamplerConfig, active_stems, read_chunk
 
 PRECISION_AT = 10
@@ -168,11 +168,9 @@ def chance_library(dataset: PreparedDataset, pool: Sequence[PoolStem], queries: 
     """What a random ranking scores on average: R@k = k / P, normalised rank (P - 1) / 2P, and an
     instrument precision equal to the asked label's share of the rest of the pool."""
     labels = [level_label(member.label_path(dataset), level) for member in pool]
-    P = len(pool)
-    summary: dict[str, float] = {f"R@{k}": 100 * min(k, P) / P for k in KS}
-    summary["mean_normalised_rank"] = summary["median_normalised_rank"] = 100 * (P - 1) / 2 / P
+    summary = chance_metrics(len(pool))
     summary[f"instrument_precision@{PRECISION_AT}"] = 100 * float(np.mean(
-        [labels.count(labels[q.target]) / P for q in queries]))
+        [labels.count(labels[q.target]) / len(pool) for q in queries]))
     return summary
 
 
@@ -196,21 +194,20 @@ def evaluate_library(checkpoint: Path, dataset: PreparedDataset, settings: Setti
             raise ValueError("no stem plays together with another in any window drawn: nothing to query")
         engine = Engine(checkpoint, work / "library", settings)
         answers = ask(engine, dataset, pool, queries, levels, seconds, progress)
-        held_out = np.asarray([bool(set(holdout_labels).intersection(pool[q.target].label_path(dataset)))
-                               for q in queries])
+        zero_shot = np.asarray([held_out(pool[q.target].label_path(dataset), holdout_labels) for q in queries])
         results = {}
         for level in levels:
             results[level] = {
                 "model": score_library(dataset, pool, queries, answers[level], level, engine.seconds_per_column),
                 "chance": chance_library(dataset, pool, queries, level),
             }
-            if held_out.any() and not held_out.all():
+            if zero_shot.any() and not zero_shot.all():
                 results[level]["zero_shot"] = {
                     "holdout_labels": list(holdout_labels),
                     "held_out": score_library(dataset, pool, queries, answers[level], level,
-                                              engine.seconds_per_column, select=held_out),
+                                              engine.seconds_per_column, select=zero_shot),
                     "seen": score_library(dataset, pool, queries, answers[level], level,
-                                          engine.seconds_per_column, select=~held_out),
+                                          engine.seconds_per_column, select=~zero_shot),
                 }
         return {
             "protocol": {
