@@ -1,0 +1,221 @@
+"""Tempo and key from the audio, where a file states neither (stemserver.tags), and for every mix.
+
+Tempo: librosa's onset strength (spectral flux on a mel spectrogram, 8 ms hops), its
+autocorrelation summed at each lag's first four multiples (a comb: the beat's multiples are
+periods too, a dotted or triplet period's are not) and weighted by a log-normal prior around 120
+BPM (as librosa.feature.tempo weights it, Ellis 2007), then the peak refined between lags, so a loop's 124 BPM is not read as 125. A file
+whose length is a whole number of 4-beat bars at a tempo within 2 % of that estimate is a loop:
+the length gives its tempo exactly, and its bar count. The confidence is the autocorrelation at the
+beat lag (0..1); below MIN_TEMPO_CONFIDENCE, or for audio shorter than MIN_TEMPO_SECONDS (a
+one-shot), there is no tempo.
+
+Key: the mean constant-Q chroma of the harmonic part (librosa's median-filter separation, on
+the constant-Q spectrum, takes the drums out) correlated with the 24 rotations of a key profile: Temperley's (2001) by default,
+Krumhansl and Kessler's probe-tone ratings as the alternative the benchmark compares.
+The confidence is the best correlation; below MIN_KEY_CONFIDENCE, or with a chroma flatter than
+MAX_CHROMA_FLATNESS (drums, noise), there is no key.
+
+`TEMPO_METHODS` and `KEY_PROFILES` name the estimators `benchmarks/music_accuracy.py` compares.
+librosa (ISC licence) is imported on first use: its first call in a process compiles and loads
+code for about two seconds, which `warm_up` pays at a server's start instead of its first query.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d
+
+from stemserver.music import BEATS_PER_BAR, Key, MusicFacts, key_name
+from stemserver.tags import stated_facts
+
+KEY_HOP = 1024
+HOP = 128  # onset frames of 8 ms at 16 kHz: a lag step is 1.6 % of a beat at 120 BPM
+MIN_TEMPO_SECONDS = 2.0
+MIN_KEY_SECONDS = 1.0
+MIN_TEMPO_CONFIDENCE = 0.15
+MIN_KEY_CONFIDENCE = 0.4
+MAX_CHROMA_FLATNESS = 0.95  # drums and noise: every pitch class about as strong as the others
+MIN_BPM, MAX_BPM = 50.0, 220.0
+PRIOR_BPM, PRIOR_OCTAVES = 120.0, 1.0
+COMB_MULTIPLES = (1, 2, 3, 4)
+LOOP_TOLERANCE = 0.02
+LOOP_BARS = (1, 2, 4, 8, 16)
+MAX_LOOP_SECONDS = 64.0  # 16 bars at 60 BPM: anything longer is a track, whatever its length
+MAX_ANALYSED_SECONDS = 120.0
+TEMPO_METHODS = ("autocorrelation", "librosa-tempo")
+KEY_PROFILES = {
+    "krumhansl": (np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]),
+                  np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])),
+    "temperley": (np.array([5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0]),
+                  np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0])),
+}
+
+
+def file_facts(path: str | Path, samples: np.ndarray | Callable[[], np.ndarray], sample_rate: int,
+               duration_s: float) -> MusicFacts:
+    """A library file's facts: what its tags and name state (stemserver.tags), the audio estimate for
+    the rest. `samples` may be a function that decodes them, called only when the audio is needed. A
+    stated tempo that the file's length divides into whole bars gives its bar count."""
+    stated = stated_facts(path)
+    estimated = MusicFacts()
+    if stated.tempo_bpm is None or stated.key is None:
+        estimated = estimate_facts(samples() if callable(samples) else samples, sample_rate)
+    if stated.tempo_bpm is not None:
+        tempo, bars = stated, stated.bars or whole_bars(duration_s, stated.tempo_bpm)
+    else:
+        tempo, bars = estimated, estimated.bars
+    key = stated if stated.key is not None else estimated
+    return MusicFacts(tempo_bpm=tempo.tempo_bpm, tempo_confidence=tempo.tempo_confidence,
+                      tempo_source=tempo.tempo_source, key=key.key, key_confidence=key.key_confidence,
+                      key_source=key.key_source, bars=bars)
+
+
+def whole_bars(duration_s: float, bpm: float, tolerance: float = 0.01) -> int | None:
+    """The bar count when `duration_s` is a whole number of bars at `bpm` (within `tolerance`)."""
+    bars = duration_s * bpm / 60.0 / BEATS_PER_BAR
+    return round(bars) if round(bars) >= 1 and abs(bars / round(bars) - 1) <= tolerance else None
+
+
+def estimate_facts(samples: np.ndarray, sample_rate: int, loop_grid: bool = True,
+                   tempo_method: str = "autocorrelation", key_profile: str = "temperley") -> MusicFacts:
+    """Tempo (with bars, for a loop, when `loop_grid`) and key of mono `samples`; None where the audio
+    has none (see the module's thresholds). A mix is not a loop: its queries pass loop_grid=False."""
+    duration_s = len(samples) / sample_rate
+    samples = _finite_mono(samples)[: int(MAX_ANALYSED_SECONDS * sample_rate)]
+    bpm, tempo_confidence = estimate_tempo(samples, sample_rate, tempo_method)
+    bars = None
+    if bpm is not None and loop_grid and duration_s <= MAX_LOOP_SECONDS:
+        bpm, bars = snap_to_loop(duration_s, bpm)
+    key, key_confidence = estimate_key(samples, sample_rate, key_profile)
+    return MusicFacts(
+        tempo_bpm=None if bpm is None else round(bpm, 2), tempo_source=None if bpm is None else "audio",
+        tempo_confidence=None if bpm is None else round(tempo_confidence, 3), bars=bars,
+        key=None if key is None else key_name(key), key_source=None if key is None else "audio",
+        key_confidence=None if key is None else round(key_confidence, 3),
+    )
+
+
+def estimate_tempo(samples: np.ndarray, sample_rate: int, method: str = "autocorrelation"
+                   ) -> tuple[float | None, float]:
+    """(BPM or None, confidence 0..1)."""
+    if method not in TEMPO_METHODS:
+        raise ValueError(f"tempo method {method!r}; known: {', '.join(TEMPO_METHODS)}")
+    if len(samples) < MIN_TEMPO_SECONDS * sample_rate or not np.any(samples):
+        return None, 0.0
+    envelope = onset_envelope(samples, sample_rate)
+    correlation = _autocorrelation(envelope)
+    frame_rate = sample_rate / HOP
+    if method == "librosa-tempo":
+        import librosa
+
+        bpm = float(librosa.feature.tempo(onset_envelope=envelope, sr=sample_rate, hop_length=HOP)[0])
+    else:
+        bpm = _weighted_peak(correlation, frame_rate)
+    if bpm is None:
+        return None, 0.0
+    lag = int(round(60.0 * frame_rate / bpm))
+    confidence = float(np.clip(correlation[max(lag - 1, 1):lag + 2].max(), 0.0, 1.0)) if lag < len(correlation) else 0.0
+    return (bpm, confidence) if confidence >= MIN_TEMPO_CONFIDENCE else (None, confidence)
+
+
+def onset_envelope(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    import librosa
+
+    return librosa.onset.onset_strength(y=samples.astype(np.float32), sr=sample_rate, hop_length=HOP)
+
+
+def _autocorrelation(envelope: np.ndarray) -> np.ndarray:
+    """The envelope's autocorrelation, its loudest 1 % clipped and its mean removed, 1 at lag 0 (0
+    everywhere for a flat one)."""
+    x = np.minimum(envelope, np.percentile(envelope, 99))  # one loud hit must not stand for the rhythm
+    x = x - x.mean()
+    spectrum = np.fft.rfft(x, 2 * len(x))
+    correlation = np.fft.irfft(spectrum * np.conj(spectrum))[: len(x)]
+    # unbiased: each lag is the mean over the frames it overlaps, so long lags are not penalised
+    correlation /= np.arange(len(x), 0, -1)
+    return correlation / correlation[0] if correlation[0] > 0 else np.zeros_like(correlation)
+
+
+def _weighted_peak(correlation: np.ndarray, frame_rate: float) -> float | None:
+    """The BPM of the autocorrelation's highest peak under the log-normal tempo prior, interpolated
+    between lags (a parabola through the peak and its neighbours)."""
+    lags = np.arange(len(correlation), dtype=np.float64)
+    usable = (lags >= 60.0 * frame_rate / MAX_BPM) & (lags <= 60.0 * frame_rate / MIN_BPM) & (lags < len(lags) / 2)
+    if usable.sum() < 3:
+        return None
+    bpm = 60.0 * frame_rate / np.maximum(lags, 1)
+    prior = np.exp(-0.5 * (np.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
+    positive = np.maximum(correlation, 0)
+    # A beat period's multiples are periods too; a dotted or triplet period's mostly are not. The k-th
+    # multiple of a whole lag may miss a sharp peak by k/2 lags: each is read as the largest within that.
+    comb = np.mean([np.interp(lags * k, lags, maximum_filter1d(positive, size=k + 1 + k % 2), right=0.0)
+                    for k in COMB_MULTIPLES], axis=0)
+    weighted = np.where(usable, comb * prior, -1)
+    peak = int(np.argmax(weighted))
+    if weighted[peak] <= 0:
+        return None
+    lag = float(peak)
+    if 0 < peak < len(correlation) - 1:
+        left, centre, right = correlation[peak - 1:peak + 2]
+        bend = left - 2 * centre + right
+        if bend < 0:
+            lag += float(np.clip(0.5 * (left - right) / bend, -0.5, 0.5))
+    return float(60.0 * frame_rate / lag)
+
+
+def snap_to_loop(duration_s: float, bpm: float) -> tuple[float, int | None]:
+    """A loop's exact tempo and bar count, when `duration_s` is a whole number of bars at a tempo within
+    LOOP_TOLERANCE of `bpm` or of its double or half (the one nearest PRIOR_BPM, as for the estimate:
+    a bar at 62 BPM and two at 124 are the same loop); otherwise (bpm, None)."""
+    fits = [(abs(math.log2(grid_bpm / PRIOR_BPM)), grid_bpm, bars)
+            for bars in LOOP_BARS if MIN_BPM <= (grid_bpm := 60.0 * bars * BEATS_PER_BAR / duration_s) <= MAX_BPM
+            if any(abs(grid_bpm * factor / bpm - 1) <= LOOP_TOLERANCE for factor in (1.0, 2.0, 0.5))]
+    if not fits:
+        return bpm, None
+    _, grid_bpm, bars = min(fits)
+    return grid_bpm, bars
+
+
+def estimate_key(samples: np.ndarray, sample_rate: int, profile: str = "temperley") -> tuple[Key | None, float]:
+    """(the best-correlated major or minor key or None, the correlation)."""
+    if profile not in KEY_PROFILES:
+        raise ValueError(f"key profile {profile!r}; known: {', '.join(KEY_PROFILES)}")
+    if len(samples) < MIN_KEY_SECONDS * sample_rate or not np.any(samples):
+        return None, 0.0
+    import librosa
+
+    with warnings.catch_warnings():  # its lowest octaves, decimated, are shorter than their FFT: expected
+        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+        spectrum = np.abs(librosa.cqt(samples.astype(np.float32), sr=sample_rate, hop_length=KEY_HOP, n_bins=252,
+                                      bins_per_octave=36))
+    harmonic, _ = librosa.decompose.hpss(spectrum, margin=2.0)
+    chroma = librosa.feature.chroma_cqt(C=harmonic, sr=sample_rate, hop_length=KEY_HOP, bins_per_octave=36)
+    energy = chroma.mean(axis=1)
+    if not np.all(np.isfinite(energy)) or energy.std() == 0:
+        return None, 0.0
+    flatness = float(np.exp(np.log(energy + 1e-9).mean()) / (energy.mean() + 1e-9))
+    best, best_r = None, -1.0
+    for mode, template in zip(("major", "minor"), KEY_PROFILES[profile]):
+        for tonic in range(12):
+            r = float(np.corrcoef(energy, np.roll(template, tonic))[0, 1])
+            if r > best_r:
+                best, best_r = Key(tonic, mode), r
+    return (best, best_r) if best_r >= MIN_KEY_CONFIDENCE and flatness < MAX_CHROMA_FLATNESS else (None, best_r)
+
+
+def warm_up(sample_rate: int) -> None:
+    """Run both estimators once on a second of noise (librosa's first call in a process is slow)."""
+    noise = np.random.default_rng(0).standard_normal(sample_rate * 3).astype(np.float32) * 0.1
+    estimate_facts(noise, sample_rate)
+
+
+def _finite_mono(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim > 1:
+        samples = samples.mean(axis=-1)
+    return np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
