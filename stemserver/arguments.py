@@ -49,3 +49,16 @@ def non_empty_text(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty or only spaces")
     return text.strip()
+
+
+tempo_bpm = _ranged(_float, lambda value: 20 <= value <= 400, "a tempo in BPM from 20 to 400")
+stretch_limit = _ranged(_float, lambda value: 1 <= value <= 4, "a playback-rate ratio from 1 to 4, e.g. 1.1")
+
+
+def key_text(text: str) -> str:
+    from stemserver.music import key_name, parse_key
+
+    key = parse_key(text, bare_tonic=True)
+    if key is None:
+        raise argparse.ArgumentTypeError(f"must be a key such as 'A minor', 'F#m' or 'Bb major', got {text!r}")
+    return key_name(key)

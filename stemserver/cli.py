@@ -144,6 +144,16 @@ def _query_verb(verbs, common: argparse.ArgumentParser) -> None:
     query.add_argument("--max-duration", type=arguments.non_negative_float, metavar="S",
                        help="only stems at most S seconds long")
     query.add_argument("--exclude", action="append", default=[], metavar="PATH", help="never return this file")
+    query.add_argument("--tempo", type=arguments.tempo_bpm, metavar="BPM",
+                       help="the mix's tempo (default: estimated from its audio); a DAW knows it")
+    query.add_argument("--key", type=arguments.key_text, metavar="KEY",
+                       help="the mix's key, e.g. 'A minor', F#m (default: estimated from its audio)")
+    query.add_argument("--max-stretch", type=arguments.stretch_limit, metavar="R",
+                       help="only stems that reach the mix's tempo at a playback rate within 1/R..R (or at "
+                            "double or half time); stems without a tempo pass")
+    query.add_argument("--key-compatible", action="store_true",
+                       help="leave out stems whose key clashes with the mix's (same, relative, dominant and "
+                            "subdominant stay); stems without a key pass")
     query.set_defaults(run=_query)
 
 
@@ -351,10 +361,14 @@ def _library(args: argparse.Namespace) -> int:
             elif args.action == "list":
                 files = library.files()
                 names = _predicted_instruments(library, files, settings)
+                facts = library.music()
                 result = [{"path": f.path, "duration_s": round(f.duration_s, 3), "label": f.label,
-                           "instrument": names.get(f.sha256)} for f in files]
-                text = "\n".join(f"{r['duration_s']:9.2f} s  {r['instrument'] or '-':24.24}  {r['path']}"
-                                  for r in result)
+                           "instrument": names.get(f.sha256), **_music_fields(facts.get(f.path))} for f in files]
+                text = "\n".join(f"{r['duration_s']:9.2f} s  {r['instrument'] or '-':24.24}  "
+                                  f"{_listed_tempo(r):>14}  {r['key'] or '-':9}  {r['path']}" for r in result)
+                if len(facts) < len(files):
+                    text += (f"\n{len(files) - len(facts)} file(s) indexed before tempo and key were kept: "
+                             "run `stemserver index` on their folders to add them (nothing is embedded again)")
             else:
                 if not args.paths:
                     raise StemserverError("library remove needs the paths of the files to forget")
@@ -366,6 +380,20 @@ def _library(args: argparse.Namespace) -> int:
                 text = f"removed {result['removed']} file(s); run `stemserver index` to rebuild the search index"
     print(json.dumps(result, indent=2) if args.json else text)
     return EXIT_ERROR if args.action == "verify" and result["problems"] else EXIT_OK
+
+
+def _music_fields(facts) -> dict:
+    """A library file's tempo, key and bars as `library list --json` gives them (None: not analysed yet)."""
+    from stemserver.music import MusicFacts
+
+    return (facts or MusicFacts())._asdict() | {"analysed": facts is not None}
+
+
+def _listed_tempo(row: dict) -> str:
+    if row["tempo_bpm"] is None:
+        return "-"
+    bars = f" {row['bars']} bar{'s' if row['bars'] != 1 else ''}" if row["bars"] else ""
+    return f"{row['tempo_bpm']:.1f} BPM{bars}"
 
 
 def _predicted_instruments(library, files: list, settings) -> dict[str, str]:
@@ -397,9 +425,10 @@ def _query(args: argparse.Namespace) -> int:
 
         filters = {key: value for key, value in [("folder", args.folder), ("label", args.label),
                    ("min_duration", args.min_duration), ("max_duration", args.max_duration),
-                   ("exclude", excluded or None)] if value is not None}
+                   ("exclude", excluded or None), ("max_stretch", args.max_stretch),
+                   ("key_compatible", args.key_compatible or None)] if value is not None}
         result = query_server(args.server, args.mix, args.instrument, args.k, args.seconds, filters, args.token,
-                              args.timeout, args.send_audio)
+                              args.timeout, args.send_audio, tempo=args.tempo, key=args.key)
     else:
         from stemserver.engine import Engine
         from stemserver.selection import Filters
@@ -407,22 +436,32 @@ def _query(args: argparse.Namespace) -> int:
         settings = _settings(args)
         engine = Engine(_checkpoint_path(settings), _library_dir(settings), settings)
         filters = Filters(folder=args.folder, min_duration_s=args.min_duration, max_duration_s=args.max_duration,
-                          label=args.label, exclude=tuple(excluded))
-        result = engine.query_file(args.mix, args.instrument, k=args.k, filters=filters,
-                                   seconds=args.seconds).to_dict()
+                          label=args.label, exclude=tuple(excluded), max_stretch=args.max_stretch,
+                          key_compatible=args.key_compatible)
+        result = engine.query_file(args.mix, args.instrument, k=args.k, filters=filters, seconds=args.seconds,
+                                   tempo_bpm=args.tempo, key=args.key).to_dict()
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
     if not result["matches"]:
         print("no stems matched (is the library empty, or are the filters too strict?)")
     else:
-        print(f"{'rank':>4} {'score':>7} {'offset s':>9} {'align':>6}  path")
+        print(f"mix: {_tempo_text(result.get('mix_tempo_bpm'))}, {result.get('mix_key') or 'key unknown'}")
+        print(f"{'rank':>4} {'score':>7} {'offset s':>9} {'align':>6} {'BPM':>6} {'key':>9} {'stretch':>7} "
+              f"{'transp':>6}  path")
         for m in result["matches"]:
             loop = " (loop)" if m["loop"] else ""
-            print(f"{m['rank']:4d} {m['score']:7.3f} {m['offset_s']:9.2f} {m['alignment_score']:6.2f}  "
-                  f"{m['path']}{loop}")
+            stretch = "-" if m.get("stretch") is None else f"x{m['stretch']:.3f}"
+            transpose = "-" if m.get("transpose") is None else f"{m['transpose']:+d}"
+            tempo = "-" if m.get("tempo_bpm") is None else f"{m['tempo_bpm']:.1f}"
+            print(f"{m['rank']:4d} {m['score']:7.3f} {m['offset_s']:9.2f} {m['alignment_score']:6.2f} {tempo:>6} "
+                  f"{m.get('key') or '-':>9} {stretch:>7} {transpose:>6}  {m['path']}{loop}")
     print("ms: " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_ms"].items()))
     return EXIT_OK
+
+
+def _tempo_text(bpm: float | None) -> str:
+    return "tempo unknown" if bpm is None else f"{bpm:.1f} BPM"
 
 
 def _origin(text: str) -> str:

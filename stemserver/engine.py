@@ -11,11 +11,19 @@ evaluation (it needs no library) and the library indexer call too:
 Offsets. `offset_s` is the position in the stem, in seconds, that lines up with the START of the
 query window: start the stem at `offset_s` at the moment the query window began and the two play
 in time. `offset_at_end_s` is the position that lines up with the END of the query window (for
-live use: "play the stem from here, now"); for loops it wraps around the loop length.
+live use: "play the stem from here, now"), the stem playing at `stretch` (1 when its tempo or the
+mix's is unknown); for loops it wraps around the loop length.
+
+Tempo and key. The mix's come from the client when it states them (a DAW knows its tempo), else
+from the query's audio (stemserver.estimate); each stem's from the library (stemserver.library).
+Each match then says how to make it fit (stretch, transpose, key relation: stemserver.music), and
+where its offset falls in beats and bars of the mix. `max_stretch` and `key_compatible` filters
+need the mix's facts, so they are turned into excluded paths here, per query.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,12 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stemserver import audio
+from stemserver import audio, music
 from stemserver.alignment import NotFinite, align_stems
 from stemserver.checkpoint import Checkpoint, load_checkpoint
 from stemserver.config import Settings
 from stemserver.device import select_device, set_threads
 from stemserver.errors import AudioError
+from stemserver.estimate import estimate_facts
+from stemserver.estimate import warm_up as warm_up_estimators
 from stemserver.files import sha256_file
 from stemserver.index import Filters, Hit, LibraryIndex
 from stemserver.inference import mean_vector, query_columns
@@ -54,6 +64,14 @@ class StemMatch:
     label: str
     sample_rate: int
     channels: int
+    tempo_bpm: float | None = None
+    key: str | None = None
+    bars: int | None = None
+    stretch: float | None = None  # playback rate that brings it to the mix's tempo (> 1: faster)
+    transpose: int | None = None  # semitones that bring its scale onto the mix's
+    key_relation: str | None = None  # same, relative, dominant, subdominant, clash
+    offset_beats: float | None = None  # offset_s in beats of the mix (the stem playing at `stretch`)
+    offset_bars: float | None = None  # ... and in bars of BEATS_PER_BAR beats
 
 
 @dataclass
@@ -62,6 +80,10 @@ class QueryResult:
     query_seconds: float
     matches: list[StemMatch]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    mix_tempo_bpm: float | None = None
+    mix_tempo_source: str | None = None  # "client" or "estimated"
+    mix_key: str | None = None
+    mix_key_source: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +102,8 @@ class Query:
     instrument: str
     k: int = 10
     filters: Filters = Filters()
+    tempo_bpm: float | None = None  # the mix's, when the client knows it
+    key: str | None = None  # the mix's (music.parse_key reads it), when the client knows it
 
 
 class Engine:
@@ -138,12 +162,13 @@ class Engine:
         return mono
 
     def query_file(self, path: str | Path, instrument: str, k: int = 10, filters: Filters = Filters(),
-                   seconds: float = QUERY_SECONDS) -> QueryResult:
+                   seconds: float = QUERY_SECONDS, tempo_bpm: float | None = None,
+                   key: str | None = None) -> QueryResult:
         start = time.perf_counter()
         samples, _ = audio.load(path, self.sample_rate, self.settings.max_audio_seconds)
         mono = self.prepare_query(samples, self.sample_rate, seconds, source=str(path))
         decode_ms = (time.perf_counter() - start) * 1e3
-        result = self.query_batch([Query(mono, instrument, k, filters)])[0]
+        result = self.query_batch([Query(mono, instrument, k, filters, tempo_bpm, key)])[0]
         result.add_decode_time(decode_ms)
         return result
 
@@ -177,21 +202,39 @@ class Engine:
         waveforms = torch.from_numpy(np.stack([q.samples for q in queries])).to(self.device)
         with self._model_lock:
             predicted = query_columns(self.model, waveforms, text, on_stage=lap)  # (B, cols, rows, d)
+        mixes = [self._mix_facts(q) for q in queries]
+        lap("music")
         with self._index_lock:
             index = self.index
         weight = self.settings.instrument_weight
-        hits = [index.search(mean_vector(p), q.k, q.filters, bonus=index.instrument_scores(t, weight))
-                for p, q, t in zip(predicted, queries, text.cpu().numpy())]
+        hits = [index.search(mean_vector(p), q.k, _music_filters(index, q.filters, mix),
+                             bonus=index.instrument_scores(t, weight))
+                for p, q, t, mix in zip(predicted, queries, text.cpu().numpy(), mixes)]
         lap("search")
-        matches = [self._align(index, p, h) for p, h in zip(predicted, hits)]
+        matches = [self._align(index, p, h, mix) for p, h, mix in zip(predicted, hits, mixes)]
         lap("offsets")
         total = round(sum(timings.values()), 3)
         return [
-            QueryResult(q.instrument, round(len(q.samples) / self.sample_rate, 3), m, {**timings, "total": total})
-            for q, m in zip(queries, matches)
+            QueryResult(q.instrument, round(len(q.samples) / self.sample_rate, 3), m, {**timings, "total": total},
+                        mix_tempo_bpm=mix.tempo_bpm, mix_tempo_source=mix.tempo_source, mix_key=mix.key,
+                        mix_key_source=mix.key_source)
+            for q, m, mix in zip(queries, matches, mixes)
         ]
 
-    def _align(self, index: LibraryIndex, predicted: np.ndarray, hits: list[Hit]) -> list[StemMatch]:
+    def _mix_facts(self, query: Query) -> music.MusicFacts:
+        """The mix's tempo and key: the client's where stated, the audio's estimate for the rest."""
+        stated_key = music.parse_key(query.key, bare_tonic=True) if query.key else None
+        estimated = music.MusicFacts()
+        if query.tempo_bpm is None or stated_key is None:
+            estimated = estimate_facts(query.samples, self.sample_rate, loop_grid=False)
+        tempo, tempo_source = ((query.tempo_bpm, "client") if query.tempo_bpm is not None
+                               else (estimated.tempo_bpm, "estimated" if estimated.tempo_bpm else None))
+        key, key_source = ((music.key_name(stated_key), "client") if stated_key is not None
+                           else (estimated.key, "estimated" if estimated.key else None))
+        return music.MusicFacts(tempo_bpm=tempo, tempo_source=tempo_source, key=key, key_source=key_source)
+
+    def _align(self, index: LibraryIndex, predicted: np.ndarray, hits: list[Hit],
+               mix: music.MusicFacts) -> list[StemMatch]:
         matches = []
         query_s = len(predicted) * self.seconds_per_column
         loops = [hit.file.duration_s < query_s for hit in hits]
@@ -204,21 +247,62 @@ class Engine:
             raise index.damaged(records[e.stems[0]]) from e
         for rank, (hit, loop, alignment) in enumerate(zip(hits, loops, alignments), start=1):
             offset = alignment.shift_columns * self.seconds_per_column
-            at_end = (offset + query_s) % hit.file.duration_s if loop else offset + query_s
+            fit = fit_to_mix(index.music.get(hit.file.path, music.MusicFacts()), mix, offset)
+            at_end = offset + query_s * (fit["stretch"] or 1.0)
+            at_end = at_end % hit.file.duration_s if loop else at_end
             matches.append(StemMatch(
                 rank=rank, path=hit.file.path, score=round(hit.score, 5), offset_s=round(offset, 4),
                 offset_at_end_s=round(at_end, 4), alignment_score=round(alignment.score, 5),
                 duration_s=round(hit.file.duration_s, 4),
                 window_start_s=round(hit.window_start * self.seconds_per_column, 4), loop=loop,
-                label=hit.file.label, sample_rate=hit.file.sample_rate, channels=hit.file.channels,
+                label=hit.file.label, sample_rate=hit.file.sample_rate, channels=hit.file.channels, **fit,
             ))
         return matches
 
     def _warm_up(self) -> None:
-        """One forward pass at start-up, so the first real query does not pay for lazy init."""
+        """One forward pass and one tempo and key estimate at start-up, so the first real query does not
+        pay for lazy init."""
+        warm_up_estimators(self.sample_rate)
         silence = torch.zeros(1, int(QUERY_SECONDS * self.sample_rate), device=self.device)
         with self._model_lock:
             query_columns(self.model, silence, torch.zeros(1, self.checkpoint.config.text_dim))
 
     def known_instruments(self) -> list[str]:
         return self.labels.known_labels
+
+
+def fit_to_mix(stem: music.MusicFacts, mix: music.MusicFacts, offset_s: float) -> dict:
+    """A stem's tempo and key, and what makes it fit the mix: the StemMatch fields from tempo_bpm on.
+    None wherever the stem's or the mix's value is unknown."""
+    fit = {"tempo_bpm": stem.tempo_bpm, "key": stem.key, "bars": stem.bars, "stretch": None, "transpose": None,
+           "key_relation": None, "offset_beats": None, "offset_bars": None}
+    if stem.tempo_bpm and mix.tempo_bpm:
+        stretch = music.stretch_to(stem.tempo_bpm, mix.tempo_bpm)
+        beats = music.beats_at(offset_s, stretch, mix.tempo_bpm)
+        fit.update(stretch=round(stretch, 4), offset_beats=round(beats, 3),
+                   offset_bars=round(beats / music.BEATS_PER_BAR, 3))
+    stem_key, mix_key = music.parse_key(stem.key), music.parse_key(mix.key)
+    if stem_key and mix_key:
+        fit.update(transpose=music.transpose_to(stem_key, mix_key), key_relation=music.key_relation(stem_key, mix_key))
+    return fit
+
+
+def _music_filters(index: LibraryIndex, filters: Filters, mix: music.MusicFacts) -> Filters:
+    """`filters` with max_stretch and key_compatible applied to this mix: the files they leave out are
+    excluded by path (a file with no tempo or no key passes: a one-shot fits any tempo, drums any key)."""
+    if filters.max_stretch is None and not filters.key_compatible:
+        return filters
+    mix_key = music.parse_key(mix.key)
+    excluded = []
+    for record in index.files.values():
+        stem = index.music.get(record.path)
+        if stem is None:
+            continue
+        if filters.max_stretch is not None and stem.tempo_bpm and mix.tempo_bpm:
+            if abs(math.log(music.stretch_to(stem.tempo_bpm, mix.tempo_bpm))) > math.log(filters.max_stretch):
+                excluded.append(record.path)
+                continue
+        stem_key = music.parse_key(stem.key)
+        if filters.key_compatible and stem_key and mix_key and music.key_relation(stem_key, mix_key) == "clash":
+            excluded.append(record.path)
+    return filters._replace(exclude=filters.exclude + tuple(excluded), max_stretch=None, key_compatible=False)

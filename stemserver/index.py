@@ -226,6 +226,7 @@ class LibraryIndex:
         self.info = info
         self.root = library.root
         self.files = {record.id: record for record in library.files()}
+        self.music = library.music()  # path -> MusicFacts
         try:
             self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
             self.windows = np.load(folder / "windows.npy")

@@ -17,6 +17,12 @@
                                   (text_dim,), from the model's instrument head (none without one)
     LIBRARY/index/...             the search index built from these (stemserver.index)
 
+Each file's tempo, key and bar count (table `music`, by path: a name can state them) come from
+its tags and name first, else from its audio (stemserver.tags, stemserver.estimate), with the
+source of each value. A library made before they existed (format 1) is upgraded in place when
+opened: the table is added, and the next scan fills it for files already indexed by decoding
+them again, without embedding them again.
+
 A scan commits one file at a time (embedding written atomically first, then its row), so a scan
 that is interrupted, or crashes, resumes where it stopped and never leaves a row without its
 embedding. A re-scan embeds only new or changed files (size or mtime differ) and drops removed
@@ -39,13 +45,16 @@ from tqdm import tqdm
 
 from stemserver import audio
 from stemserver.errors import LibraryError, StemserverError
+from stemserver.estimate import file_facts
 from stemserver.files import atomic_path, sha256_file
+from stemserver.music import MusicFacts
 from stemserver.selection import AUDIO_EXTENSIONS
 
 if TYPE_CHECKING:
     from stemserver.inference import StemEmbedding
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+UPGRADABLE_VERSIONS = {"1"}  # format 1 lacks the music table, which SCHEMA adds
 DATABASE = "library.sqlite"
 _SYSTEM_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "system volume information"})
 
@@ -67,6 +76,12 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS music (
+    path TEXT PRIMARY KEY,
+    tempo_bpm REAL, tempo_confidence REAL, tempo_source TEXT,
+    key TEXT, key_confidence REAL, key_source TEXT,
+    bars INTEGER
 );
 """
 
@@ -106,6 +121,7 @@ class ScanReport:
     unchanged: int = 0
     removed: int = 0
     reused_embeddings: int = 0
+    analysed: int = 0  # files indexed before tempo and key existed, analysed now (not embedded again)
     audio_seconds: float = 0.0
     elapsed_s: float = 0.0
     failed: list[dict] = field(default_factory=list)  # {"path", "error"}
@@ -119,6 +135,7 @@ class ScanReport:
         self.damaged += again.damaged
         self.added += again.added
         self.unchanged -= again.added
+        self.analysed += again.analysed
         self.audio_seconds += again.audio_seconds
         self.elapsed_s += again.elapsed_s
 
@@ -242,7 +259,7 @@ class Library:
             self.db.close()
             raise
         version = self.meta("schema_version")
-        if version is None:
+        if version is None or version in UPGRADABLE_VERSIONS:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif version != str(SCHEMA_VERSION):
             raise LibraryError(f"{self.root} has library format {version}; this stemserver reads {SCHEMA_VERSION}")
@@ -298,6 +315,12 @@ class Library:
         rows = self._sql(f"SELECT {', '.join(FileRecord.__dataclass_fields__)} FROM files ORDER BY id")
         return [FileRecord(*row) for row in rows]
 
+    def music(self) -> dict[str, MusicFacts]:
+        """Each analysed file's tempo, key and bars, by path (a file indexed before they existed has none
+        until the next scan)."""
+        columns = ", ".join(MusicFacts._fields)
+        return {row[0]: MusicFacts(*row[1:]) for row in self._sql(f"SELECT path, {columns} FROM music")}
+
     def failures(self) -> list[dict]:
         rows = self._sql("SELECT path, error FROM failures ORDER BY path")
         return [{"path": path, "error": error} for path, error in rows]
@@ -344,6 +367,7 @@ class Library:
             self._sql("DELETE FROM failures WHERE path = ?", (key,))
             if row:
                 self._sql("DELETE FROM files WHERE path = ?", (key,))
+                self._sql("DELETE FROM music WHERE path = ?", (key,))
                 self._drop_embedding_if_unused(row[0])
                 removed += 1
         return removed
@@ -465,6 +489,8 @@ class Library:
         known = self._one("SELECT size, mtime_ns FROM files WHERE path = ?", (key,))
         if known == (stat.st_size, stat.st_mtime_ns):
             report.unchanged += 1
+            if not self._one("SELECT 1 FROM music WHERE path = ?", (key,)):
+                self._analyse(path, sample_rate, max_duration_s, report)
             return
         failed = self._one("SELECT size, mtime_ns FROM failures WHERE path = ?", (key,))
         if failed == (stat.st_size, stat.st_mtime_ns):
@@ -477,8 +503,10 @@ class Library:
             if twin and self.embedding_path(sha256).is_file():
                 duration_s, rate, channels, columns = twin
                 report.reused_embeddings += 1
+                facts = self._facts(path, sample_rate, max_duration_s, duration_s)
             else:
                 samples, info = audio.load(path, sample_rate, max_duration_s)
+                facts = file_facts(path, samples, sample_rate, info.duration_s)
                 embedded = embed(samples)
                 whole = None if isinstance(embedded, np.ndarray) else embedded
                 embedding = embedded if whole is None else whole.columns
@@ -504,6 +532,7 @@ class Library:
             (key, stat.st_size, stat.st_mtime_ns, sha256, duration_s, rate, channels, columns, label_for(path),
              time.time()),
         )
+        self._write_music(key, facts)
         self._sql("COMMIT")
         if old and old[0] != sha256:
             self._drop_embedding_if_unused(old[0])
@@ -512,6 +541,26 @@ class Library:
             report.updated += 1
         else:
             report.added += 1
+
+    def _facts(self, path: Path, sample_rate: int, max_duration_s: float, duration_s: float) -> MusicFacts:
+        """The file's tempo, key and bars, decoding it only when its tags and name do not state both."""
+        return file_facts(path, lambda: audio.load(path, sample_rate, max_duration_s)[0], sample_rate, duration_s)
+
+    def _analyse(self, path: Path, sample_rate: int, max_duration_s: float, report: ScanReport) -> None:
+        """Add the music facts of a file indexed before they existed (no embedding); a file that cannot
+        be decoded now keeps its embedding and gets empty facts, so it is not retried on every scan."""
+        row = self._one("SELECT duration_s FROM files WHERE path = ?", (str(path),))
+        try:
+            facts = self._facts(path, sample_rate, max_duration_s, row[0])
+        except (StemserverError, OSError):
+            facts = MusicFacts()
+        self._write_music(str(path), facts)
+        report.analysed += 1
+
+    def _write_music(self, key: str, facts: MusicFacts) -> None:
+        columns = list(MusicFacts._fields)
+        self._sql(f"INSERT OR REPLACE INTO music (path, {', '.join(columns)}) VALUES ({', '.join('?' * (len(columns) + 1))})",
+                  (key, *(getattr(facts, c) for c in columns)))
 
     def _write_embedding(self, sha256: str, columns: np.ndarray, embedded: StemEmbedding | None) -> None:
         """The windows and instrument first: a crash before the columns leaves them without

@@ -25,9 +25,12 @@ class Filters(NamedTuple):
     max_duration_s: float | None = None
     label: str | None = None  # case-insensitive substring of the file's path
     exclude: tuple[str, ...] = ()  # paths never to return
+    # These two need the mix's tempo and key: the engine turns them into excluded paths per query.
+    max_stretch: float | None = None  # only stems whose stretch to the mix's tempo is within [1/x, x]
+    key_compatible: bool = False  # leave out stems whose key clashes with the mix's
 
     def active(self) -> bool:
-        return any(v not in (None, ()) for v in self)
+        return any(v not in (None, (), False) for v in self)
 
     def allowed_ids(self, records: Iterable[FileRecord]) -> list[int]:
         """Ids of the records these filters let through."""

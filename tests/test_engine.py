@@ -121,7 +121,8 @@ def test_batched_queries_answer_exactly_as_single_ones(engine: Engine):
 def test_results_carry_timings_and_are_json_serialisable(engine: Engine):
     result = engine.query(Query(mix_of(1, 2.0), "Drums", k=2))
     data = json.loads(json.dumps(result.to_dict()))
-    assert set(data["timings_ms"]) == {"text", "front_end", "encoder", "predictor", "search", "offsets", "total"}
+    assert set(data["timings_ms"]) == {"text", "front_end", "encoder", "predictor", "music", "search", "offsets",
+                                      "total"}
     assert data["matches"][0]["rank"] == 1 and data["query_seconds"] == 8.0
 
 

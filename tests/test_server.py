@@ -173,7 +173,7 @@ def test_file_path_query_over_osc(osc, tmp_path: Path):
     osc.send("/stemserver/query/file", "q1", str(tmp_path / "mix.wav"), "bass", 4, "label", "line2")
     results = results_of(osc.until("q1"))
     assert len(results) == 1
-    request_id, rank, path, score, offset_s, offset_at_end_s, alignment, duration, label, loop = results[0]
+    request_id, rank, path, score, offset_s, offset_at_end_s, alignment, duration, label, loop, *fit = results[0]
     assert (rank, Path(path).name, loop) == (1, "line2.wav", 0)
     assert offset_s == pytest.approx(4.8, abs=0.02) and offset_at_end_s == pytest.approx(12.8, abs=0.02)
     assert duration == pytest.approx(20.0)
@@ -322,7 +322,8 @@ def test_websocket_query_with_pcm(server, single_frame):
     (match,) = reply["matches"]
     assert Path(match["path"]).name == "line3.wav" and match["offset_s"] == pytest.approx(9.6, abs=0.16)
     timings = reply["timings_ms"]
-    assert set(timings) == {"decode", "text", "front_end", "encoder", "predictor", "search", "offsets", "total"}
+    assert set(timings) == {"decode", "text", "front_end", "encoder", "predictor", "music", "search", "offsets",
+                            "total"}
     # the server's whole time: resampling the 32 kHz stereo upload counts, as the engine's stages do
     assert timings["decode"] > 0
     assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"), abs=0.01)

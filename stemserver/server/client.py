@@ -19,7 +19,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from stemserver.errors import StemserverError
-from stemserver.server.messages import PREFIX, match_from_result, osc_message, parse_datagram, result_message
+from stemserver.server.messages import (
+    PREFIX,
+    match_from_result,
+    mix_from_done,
+    osc_message,
+    parse_datagram,
+    result_message,
+)
 from stemserver.server.protocol import MAX_CHUNK_BYTES, ProtocolError, is_loopback
 from stemserver.window import QUERY_SECONDS
 
@@ -47,21 +54,24 @@ def server_address(url: str) -> tuple[str, str, int]:
 
 def query_server(url: str, mix: Path, instrument: str, k: int = 10, seconds: float = QUERY_SECONDS,
                  filters: dict | None = None, token: str | None = None, timeout_s: float = 30.0,
-                 send_audio: bool = False) -> dict:
-    """Ask the server at `url` for stems fitting `mix`; returns the result as the WebSocket sends it.
-    Over OSC, `send_audio` streams the audio even to a server on this machine (one that cannot read its files)."""
+                 send_audio: bool = False, tempo: float | None = None, key: str | None = None) -> dict:
+    """Ask the server at `url` for stems fitting `mix` (whose tempo and key the server estimates unless
+    given); returns the result as the WebSocket sends it. Over OSC, `send_audio` streams the audio even to
+    a server on this machine (one that cannot read its files)."""
     scheme, host, port = server_address(url)
+    stated = {name: value for name, value in (("tempo", tempo), ("key", key)) if value is not None}
     if scheme == "osc":
         return _query_osc(host, port, mix, instrument, k, seconds, filters or {}, token, timeout_s,
-                          stream=send_audio or not is_loopback(host))
-    return _query_ws(url, mix, instrument, k, seconds, filters or {}, token, timeout_s)
+                          stream=send_audio or not is_loopback(host), stated=stated)
+    return _query_ws(url, mix, instrument, k, seconds, filters or {}, token, timeout_s, stated)
 
 
 def osc_requests(request_id: str, mix: Path, instrument: str, k: int, seconds: float, filters: dict,
-                 token: str | None, stream: bool) -> list[bytes]:
-    """The datagrams of one OSC query: the file path, or the last `seconds` of the mix streamed in chunks."""
+                 token: str | None, stream: bool, stated: dict | None = None) -> list[bytes]:
+    """The datagrams of one OSC query: the file path, or the last `seconds` of the mix streamed in chunks.
+    `stated`: the mix's "tempo" and "key", when known."""
     auth = [token] if token else []
-    options = ["seconds", float(seconds), *_filter_pairs(filters)]
+    options = ["seconds", float(seconds), *_filter_pairs({**(stated or {}), **filters})]
     if not stream:
         return [osc_message(f"{PREFIX}/query/file", *auth, request_id, str(mix.absolute()), instrument, k, *options)]
     rate, pcm = _mix_pcm(mix, seconds)
@@ -87,9 +97,10 @@ def _filter_pairs(filters: dict) -> list:
     return pairs
 
 
-def _query_osc(host, port, mix: Path, instrument, k, seconds, filters, token, timeout_s, stream: bool) -> dict:
+def _query_osc(host, port, mix: Path, instrument, k, seconds, filters, token, timeout_s, stream: bool,
+               stated: dict) -> dict:
     request_id = os.urandom(6).hex()
-    datagrams = osc_requests(request_id, mix, instrument, k, seconds, filters, token, stream)
+    datagrams = osc_requests(request_id, mix, instrument, k, seconds, filters, token, stream, stated)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout_s)
@@ -117,10 +128,10 @@ def _query_osc(host, port, mix: Path, instrument, k, seconds, filters, token, ti
                     matches.append(match_from_result(args[1:]))
                 elif address == f"{PREFIX}/done":
                     return result_message(request_id, {"instrument": instrument, "matches": matches,
-                                                       "timings_ms": {"total": args[2]}})
+                                                       "timings_ms": {"total": args[2]}, **mix_from_done(args[3:])})
 
 
-def _query_ws(url, mix: Path, instrument, k, seconds, filters, token, timeout_s) -> dict:
+def _query_ws(url, mix: Path, instrument, k, seconds, filters, token, timeout_s, stated: dict) -> dict:
     import asyncio  # 30 ms of start-up that the OSC path does not need
 
     from websockets.asyncio.client import connect
@@ -129,7 +140,7 @@ def _query_ws(url, mix: Path, instrument, k, seconds, filters, token, timeout_s)
     rate, pcm = _mix_pcm(mix, seconds)
     request_id = os.urandom(6).hex()
     header = {"type": "query", "id": request_id, "instrument": instrument, "k": k, "seconds": seconds,
-              "filters": filters, "sample_rate": rate, "channels": 1, "format": "float32"}
+              "filters": filters, "sample_rate": rate, "channels": 1, "format": "float32", **stated}
     headers = {"Authorization": f"Bearer {token}"} if token else None
 
     async def exchange() -> dict:

@@ -12,7 +12,13 @@ import struct
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from stemserver.server.protocol import RESULT_FIELDS, ProtocolError
+from stemserver.server.protocol import (
+    RESULT_FIELDS,
+    TEXT_RESULT_FIELDS,
+    UNKNOWN_NUMBER,
+    UNKNOWN_TEXT,
+    ProtocolError,
+)
 
 PREFIX = "/stemserver"
 BUNDLE_PREFIX = b"#bundle\0"
@@ -78,16 +84,50 @@ def check_bundles(data: bytes, depth: int = 0) -> int:
 
 def result_replies(request_id, result: dict) -> list[tuple[str, list]]:
     """The OSC replies to an answered query: one /result per match, best first, then /done."""
-    replies = [(f"{PREFIX}/result", [request_id, *(match[field] for field in RESULT_FIELDS)])
+    replies = [(f"{PREFIX}/result", [request_id, *(_osc_value(field, match[field]) for field in RESULT_FIELDS)])
                for match in result["matches"]]
-    return replies + [(f"{PREFIX}/done", [request_id, len(result["matches"]), result["timings_ms"]["total"]])]
+    done = [request_id, len(result["matches"]), result["timings_ms"]["total"],
+            _osc_value("mix_tempo_bpm", result.get("mix_tempo_bpm")), _osc_value("mix_key", result.get("mix_key"))]
+    return replies + [(f"{PREFIX}/done", done)]
+
+
+def _osc_value(field: str, value):
+    """A result's value as OSC carries it: None as UNKNOWN_TEXT or UNKNOWN_NUMBER (OSC has no null)."""
+    if value is not None:
+        return float(value) if field in _FLOAT_FIELDS else value
+    if field in TEXT_RESULT_FIELDS or field == "mix_key":
+        return UNKNOWN_TEXT
+    return -1 if field == "transpose" else UNKNOWN_NUMBER
+
+
+def _from_osc(field: str, value, match: dict):
+    if field == "transpose":
+        return None if match.get("key_relation") in (None, UNKNOWN_TEXT) else value
+    if field in TEXT_RESULT_FIELDS:
+        return None if value == UNKNOWN_TEXT else value
+    if field in _FLOAT_FIELDS and value == UNKNOWN_NUMBER:
+        return None
+    return value
+
+
+_FLOAT_FIELDS = frozenset({"tempo_bpm", "stretch", "offset_beats", "offset_bars", "mix_tempo_bpm"})
 
 
 def match_from_result(args: list) -> dict:
-    """A /stemserver/result's arguments after the id, as the match of a WebSocket result."""
+    """A /stemserver/result's arguments after the id, as the match of a WebSocket result (a server older
+    than the tempo and key fields sends fewer: they are absent)."""
     match = dict(zip(RESULT_FIELDS, args))
     match["loop"] = bool(match["loop"])
+    for field in RESULT_FIELDS[RESULT_FIELDS.index("loop") + 1:]:
+        if field in match:
+            match[field] = _from_osc(field, match[field], match)
     return match
+
+
+def mix_from_done(args: list) -> dict:
+    """The mix's tempo and key from a /stemserver/done's arguments after the id, count and time."""
+    tempo, key = (list(args) + [UNKNOWN_NUMBER, UNKNOWN_TEXT])[:2]
+    return {"mix_tempo_bpm": None if tempo == UNKNOWN_NUMBER else tempo, "mix_key": key or None}
 
 
 def result_message(request_id, result: dict) -> dict:

@@ -33,18 +33,24 @@ MAX_REPLY_BYTES = 8192
 
 def _options_from_pairs(instrument, k, pairs: list, seconds: float = QUERY_SECONDS):
     """Query options from the fixed arguments and the trailing key/value pairs: filters
-    ("label" "bass" "min_duration" 2.0 "exclude" "/a.wav" ...) and "seconds" S."""
+    ("label" "bass" "min_duration" 2.0 "exclude" "/a.wav" "key_compatible" 1 ...), "seconds" S, and
+    the mix's "tempo" BPM and "key" K."""
     if len(pairs) % 2:
         raise ProtocolError("bad_request", "options come as key/value pairs after k")
     filters: dict = {}
+    stated: dict = {}
     for key, value in zip(pairs[::2], pairs[1::2]):
         if key == "seconds":
             seconds = value
+        elif key in ("tempo", "key"):
+            stated[key] = value
         elif key == "exclude":
             filters.setdefault("exclude", []).append(value)
+        elif key == "key_compatible" and value in (0, 1) and not isinstance(value, float):
+            filters[key] = bool(value)  # OSC has no booleans that every client can send: 0 or 1
         else:
             filters[key] = value
-    return query_options(instrument, k, seconds, filters)
+    return query_options(instrument, k, seconds, filters, **stated)
 
 
 class OscServer(asyncio.DatagramProtocol):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from stemserver.errors import AudioError, CheckpointError, LibraryError, StemserverError, UnknownLabelError
+from stemserver.music import parse_key
 from stemserver.selection import AUDIO_EXTENSIONS, Filters
 from stemserver.window import QUERY_SECONDS
 
@@ -39,7 +40,12 @@ class SampleFormat(NamedTuple):
 SAMPLE_FORMATS = {"int16": SampleFormat("<i2", 2), "float32": SampleFormat("<f4", 4)}
 # The order of a result's fields in an OSC /stemserver/result message (after the request id).
 RESULT_FIELDS = ("rank", "path", "score", "offset_s", "offset_at_end_s", "alignment_score", "duration_s", "label",
-                 "loop")
+                 "loop", "tempo_bpm", "key", "stretch", "transpose", "key_relation", "offset_beats", "offset_bars")
+# OSC has no null: an unknown number travels as -1 (tempo, stretch, beats: positive when known), unknown
+# text as "". A transpose is known exactly when its key_relation is.
+UNKNOWN_NUMBER, UNKNOWN_TEXT = -1.0, ""
+TEXT_RESULT_FIELDS = frozenset({"key", "key_relation"})
+MIN_MIX_BPM, MAX_MIX_BPM = 20.0, 400.0
 
 ERROR_CODES = {
     "bad_request": "the message has the wrong arguments or types",
@@ -116,9 +122,12 @@ class QueryOptions(NamedTuple):
     k: int = 10
     seconds: float = QUERY_SECONDS
     filters: Filters = Filters()
+    tempo: float | None = None  # the mix's BPM, when the client knows it
+    key: str | None = None  # the mix's key, when the client knows it
 
 
-def query_options(instrument, k=10, seconds=QUERY_SECONDS, filters: dict | None = None) -> QueryOptions:
+def query_options(instrument, k=10, seconds=QUERY_SECONDS, filters: dict | None = None, tempo=None,
+                  key=None) -> QueryOptions:
     """Validate the parts of a query both protocols share."""
     if not isinstance(instrument, str) or not instrument.strip():
         raise ProtocolError("bad_request", "instrument must be a non-empty string, e.g. 'bass'")
@@ -126,7 +135,13 @@ def query_options(instrument, k=10, seconds=QUERY_SECONDS, filters: dict | None 
         raise ProtocolError("bad_request", f"k must be a whole number from 1 to {MAX_K}, got {_shown(k)}")
     if not _is_number(seconds) or not 2.0 <= seconds <= MAX_UPLOAD_SECONDS:
         raise ProtocolError("bad_request", f"seconds must be from 2 to {MAX_UPLOAD_SECONDS:.0f}, got {_shown(seconds)}")
-    return QueryOptions(instrument.strip(), int(k), float(seconds), parse_filters(filters or {}))
+    if tempo is not None and (not _is_number(tempo) or not MIN_MIX_BPM <= tempo <= MAX_MIX_BPM):
+        raise ProtocolError("bad_request", f"tempo must be the mix's BPM, from {MIN_MIX_BPM:.0f} to "
+                                           f"{MAX_MIX_BPM:.0f}, got {_shown(tempo)}")
+    if key is not None and (not isinstance(key, str) or parse_key(key, bare_tonic=True) is None):
+        raise ProtocolError("bad_request", f"key must be a key such as 'A minor', 'F#m' or 'Bb major', got {_shown(key)}")
+    return QueryOptions(instrument.strip(), int(k), float(seconds), parse_filters(filters or {}),
+                        None if tempo is None else float(tempo), key)
 
 
 def _is_number(value) -> bool:
@@ -140,7 +155,7 @@ def _shown(value) -> str:
 
 
 _FILTER_KEYS = {"folder": str, "label": str, "min_duration": (int, float), "max_duration": (int, float),
-                "exclude": (str, list)}
+                "exclude": (str, list), "max_stretch": (int, float), "key_compatible": bool}
 
 
 def parse_filters(raw: dict) -> Filters:
@@ -149,7 +164,7 @@ def parse_filters(raw: dict) -> Filters:
     for key, value in raw.items():
         if key not in _FILTER_KEYS:
             raise ProtocolError("bad_request", f"unknown filter {key!r}; known: {', '.join(_FILTER_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, _FILTER_KEYS[key]):
+        if isinstance(value, bool) != (_FILTER_KEYS[key] is bool) or not isinstance(value, _FILTER_KEYS[key]):
             raise ProtocolError("bad_request", f"filter {key} has the wrong type: {_shown(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ProtocolError("bad_request", f"filter {key} must be a finite number, got {value!r}")
@@ -157,8 +172,14 @@ def parse_filters(raw: dict) -> Filters:
     exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
     if not all(isinstance(p, str) for p in exclude):
         raise ProtocolError("bad_request", "filter exclude must be a path or a list of paths")
+    max_stretch = raw.get("max_stretch")
+    if max_stretch is not None and not 1.0 <= max_stretch <= 4.0:
+        raise ProtocolError("bad_request", f"filter max_stretch must be from 1 (the mix's tempo only) to 4, "
+                                           f"got {_shown(max_stretch)}")
     return Filters(folder=raw.get("folder"), label=raw.get("label"), min_duration_s=raw.get("min_duration"),
-                   max_duration_s=raw.get("max_duration"), exclude=exclude)
+                   max_duration_s=raw.get("max_duration"), exclude=exclude,
+                   max_stretch=None if max_stretch is None else float(max_stretch),
+                   key_compatible=bool(raw.get("key_compatible", False)))
 
 
 def check_pcm_format(sample_rate, channels, sample_format) -> None:

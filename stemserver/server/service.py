@@ -78,7 +78,7 @@ class Service:
             start = time.perf_counter()
             try:
                 queries.append((i, Query(self._samples(source, options), options.instrument, options.k,
-                                         options.filters)))
+                                         options.filters, options.tempo, options.key)))
             except Exception as e:
                 results[i] = e
             decode_ms[i] = (time.perf_counter() - start) * 1e3

@@ -187,7 +187,7 @@ class WebSocketServer:
 
 def _options(message: dict):
     return query_options(message.get("instrument"), message.get("k", 10), message.get("seconds", QUERY_SECONDS),
-                         message.get("filters"))
+                         message.get("filters"), message.get("tempo"), message.get("key"))
 
 
 def _parse_json(text: str | bytes) -> dict:
