@@ -66,7 +66,7 @@ var startedAt = null;   // first tick
 var lastHeard = null;   // last pong or registration confirmation
 var pings = [];         // ids of the recent pings
 var serverProblem = null;
-var query = null;       // {id, windowEnd, sentAt, finished, path, options, results: [], mixTempo, mixKey}
+var query = null;       // {id, windowEnd, sentAt, finished, path, options, results: []}
 var selected = null;    // the result being auditioned
 var loadedPath = null;  // what the audition buffer~ holds
 var playing = false;
@@ -218,12 +218,7 @@ function menuItem(r) {
 }
 menuItem.local = 1;
 
-// The reply's numbers: -1 (or nothing, from a server of the previous version) is unknown.
-function known(value) {
-    return typeof value === "number" && value !== -1 ? value : null;
-}
-known.local = 1;
-
+// The reply's tempos and stretches: -1 (or nothing, from a server of the previous version) is unknown.
 function positive(value) {
     return typeof value === "number" && value > 0 ? value : null;
 }
@@ -364,7 +359,7 @@ function find() {
     var id = newId();
     // The audio ends now: the end of the query window is the moment of the snapshot.
     query = {id: id, windowEnd: now(), sentAt: now(), finished: false, path: null, options: queryOptions(),
-             results: [], mixTempo: null, mixKey: null};
+             results: []};
     selected = null;
     emit(["menu", "clear"]);
     if (streaming()) {
@@ -403,7 +398,8 @@ function failed() {
 }
 
 // The arguments after loop came with tempo and key (docs/protocol.md); a server of the previous
-// version stops at loop, and they are all unknown.
+// version stops at loop, and they are all unknown. The offsets in beats and bars are not shown:
+// the audition starts from offset_at_end_s.
 function result(id, rank, path, score, offsetS, offsetAtEndS, alignment, duration, label, loop,
                 tempoBpm, key, stretch, transpose, keyRelation, offsetBeats, offsetBars) {
     if (query === null || id !== query.id) {
@@ -414,7 +410,7 @@ function result(id, rank, path, score, offsetS, offsetAtEndS, alignment, duratio
              alignment: alignment, duration: duration, label: String(label), loop: Number(loop) !== 0,
              tempoBpm: positive(tempoBpm), key: knownText(key), stretch: positive(stretch),
              transpose: relation === null ? null : Math.round(Number(transpose)), keyRelation: relation,
-             offsetBeats: known(offsetBeats), offsetBars: known(offsetBars), windowEnd: query.windowEnd};
+             windowEnd: query.windowEnd};
     query.results.push(r);
     emit(["menu", "append"].concat(atomsOf(menuItem(r))));
 }
@@ -424,14 +420,13 @@ function done(id, count, totalMs, mixTempoBpm, mixKey) {
         return;
     }
     query.finished = true;
-    query.mixTempo = positive(mixTempoBpm);
-    query.mixKey = knownText(mixKey);
+    // The mix's tempo and key as the server took them (the client's, or its estimates).
     var mix = [];
-    if (query.mixTempo !== null) {
-        mix.push(bpmText(query.mixTempo) + " BPM");
+    if (positive(mixTempoBpm) !== null) {
+        mix.push(bpmText(mixTempoBpm) + " BPM");
     }
-    if (query.mixKey !== null) {
-        mix.push(query.mixKey);
+    if (knownText(mixKey) !== null) {
+        mix.push(String(mixKey));
     }
     if (count > 0) {
         info(count + " stems in " + Math.round(totalMs) + " ms" + (mix.length > 0 ? " (mix " + mix.join(" ") + ")" : "") +
