@@ -243,6 +243,24 @@
 					"id": "obj-11",
 					"maxclass": "newobj",
 					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						130.0,
+						340.0,
+						131.0,
+						22.0
+					],
+					"text": "prepend inputmode"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-12",
+					"maxclass": "newobj",
+					"numinlets": 1,
 					"numoutlets": 2,
 					"outlettype": [
 						"signal",
@@ -259,7 +277,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-12",
+					"id": "obj-13",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 2,
@@ -278,7 +296,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-13",
+					"id": "obj-14",
 					"maxclass": "newobj",
 					"numinlets": 3,
 					"numoutlets": 1,
@@ -296,7 +314,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-14",
+					"id": "obj-15",
 					"maxclass": "newobj",
 					"numinlets": 3,
 					"numoutlets": 1,
@@ -315,7 +333,7 @@
 			{
 				"box": {
 					"fontface": 1,
-					"id": "obj-15",
+					"id": "obj-16",
 					"linecount": 3,
 					"maxclass": "comment",
 					"numinlets": 1,
@@ -331,7 +349,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-16",
+					"id": "obj-17",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -349,7 +367,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-17",
+					"id": "obj-18",
 					"maxclass": "number",
 					"maximum": 30,
 					"minimum": 2,
@@ -377,7 +395,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-18",
+					"id": "obj-19",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -396,7 +414,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-19",
+					"id": "obj-20",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -414,7 +432,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-20",
+					"id": "obj-21",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -432,7 +450,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-21",
+					"id": "obj-22",
 					"maxclass": "message",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -450,7 +468,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-22",
+					"id": "obj-23",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -468,7 +486,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-23",
+					"id": "obj-24",
 					"maxclass": "newobj",
 					"numinlets": 4,
 					"numoutlets": 1,
@@ -486,7 +504,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-24",
+					"id": "obj-25",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -506,8 +524,8 @@
 			{
 				"box": {
 					"fontface": 1,
-					"id": "obj-25",
-					"linecount": 3,
+					"id": "obj-26",
+					"linecount": 4,
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
@@ -515,14 +533,14 @@
 						20.0,
 						612.0,
 						1120.0,
-						48.0
+						62.0
 					],
-					"text": "3. CONTROLS (the device view). Find first bangs the Instrument box, so what is typed counts even without Return; the other text boxes take effect on Return. Server and its port: where stemserver serve runs. Reply: the port this patch listens on (one per device). Stream: send the audio itself (needed for a server on another machine). Nudge: ms added to the audition start (sound-card latency). Vol: audition level."
+					"text": "3. CONTROLS (the device view). Find first bangs the Instrument box, so what is typed counts even without Return; the other text boxes take effect on Return. Server and its port: where stemserver serve runs. Reply: the port this patch listens on (one per device). Stream: send the audio itself (needed for a server on another machine). Nudge: ms added to the audition start (sound-card latency). Vol: audition level. Find also bangs transport: inside Live its tempo is the set's, and the client sends it with the query (in standalone Max the server estimates the tempo)."
 				}
 			},
 			{
 				"box": {
-					"id": "obj-26",
+					"id": "obj-27",
 					"maxclass": "textbutton",
 					"numinlets": 1,
 					"numoutlets": 3,
@@ -534,7 +552,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						230.0,
-						674.0,
+						688.0,
 						60.0,
 						22.0
 					],
@@ -550,26 +568,71 @@
 			},
 			{
 				"box": {
-					"id": "obj-27",
+					"id": "obj-28",
 					"maxclass": "newobj",
 					"numinlets": 1,
-					"numoutlets": 2,
+					"numoutlets": 3,
 					"outlettype": [
+						"bang",
 						"bang",
 						"bang"
 					],
 					"patching_rect": [
 						230.0,
-						704.0,
-						47.0,
+						718.0,
+						61.0,
 						22.0
 					],
-					"text": "t b b"
+					"text": "t b b b"
 				}
 			},
 			{
 				"box": {
-					"id": "obj-28",
+					"id": "obj-29",
+					"maxclass": "newobj",
+					"numinlets": 2,
+					"numoutlets": 9,
+					"outlettype": [
+						"int",
+						"int",
+						"float",
+						"float",
+						"float",
+						"",
+						"int",
+						"float",
+						""
+					],
+					"patching_rect": [
+						440.0,
+						748.0,
+						120.0,
+						22.0
+					],
+					"text": "transport"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-30",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						440.0,
+						808.0,
+						166.0,
+						22.0
+					],
+					"text": "prepend transporttempo"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-31",
 					"keymode": 1,
 					"lines": 1,
 					"maxclass": "textedit",
@@ -585,7 +648,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						20.0,
-						734.0,
+						748.0,
 						150.0,
 						22.0
 					],
@@ -601,7 +664,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-29",
+					"id": "obj-32",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 2,
@@ -611,7 +674,7 @@
 					],
 					"patching_rect": [
 						20.0,
-						764.0,
+						778.0,
 						82.0,
 						22.0
 					],
@@ -620,7 +683,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-30",
+					"id": "obj-33",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -629,7 +692,7 @@
 					],
 					"patching_rect": [
 						20.0,
-						794.0,
+						808.0,
 						138.0,
 						22.0
 					],
@@ -638,7 +701,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-31",
+					"id": "obj-34",
 					"maxclass": "message",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -647,7 +710,7 @@
 					],
 					"patching_rect": [
 						230.0,
-						794.0,
+						808.0,
 						42.0,
 						22.0
 					],
@@ -656,7 +719,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-32",
+					"id": "obj-35",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -665,7 +728,7 @@
 					],
 					"patching_rect": [
 						330.0,
-						704.0,
+						718.0,
 						82.0,
 						22.0
 					],
@@ -674,7 +737,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-33",
+					"id": "obj-36",
 					"maxclass": "number",
 					"maximum": 100,
 					"minimum": 1,
@@ -687,7 +750,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						330.0,
-						734.0,
+						748.0,
 						50.0,
 						22.0
 					],
@@ -702,60 +765,6 @@
 			},
 			{
 				"box": {
-					"id": "obj-34",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						330.0,
-						794.0,
-						75.0,
-						22.0
-					],
-					"text": "prepend k"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-35",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						160.0,
-						844.0,
-						103.0,
-						22.0
-					],
-					"text": "loadmess 9000"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-36",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						300.0,
-						844.0,
-						103.0,
-						22.0
-					],
-					"text": "loadmess 7401"
-				}
-			},
-			{
-				"box": {
 					"id": "obj-37",
 					"maxclass": "newobj",
 					"numinlets": 1,
@@ -764,12 +773,12 @@
 						""
 					],
 					"patching_rect": [
-						840.0,
-						844.0,
-						96.0,
+						330.0,
+						808.0,
+						75.0,
 						22.0
 					],
-					"text": "loadmess 0.8"
+					"text": "prepend k"
 				}
 			},
 			{
@@ -782,100 +791,66 @@
 						""
 					],
 					"patching_rect": [
-						980.0,
-						844.0,
-						82.0,
+						160.0,
+						858.0,
+						103.0,
 						22.0
 					],
-					"text": "loadmess 1"
+					"text": "loadmess 9000"
 				}
 			},
 			{
 				"box": {
 					"id": "obj-39",
-					"keymode": 1,
-					"lines": 1,
-					"maxclass": "textedit",
+					"maxclass": "newobj",
 					"numinlets": 1,
-					"numoutlets": 4,
+					"numoutlets": 1,
 					"outlettype": [
-						"",
-						"int",
-						"",
 						""
 					],
-					"outputmode": 1,
-					"parameter_enable": 0,
 					"patching_rect": [
-						20.0,
-						874.0,
-						120.0,
+						300.0,
+						858.0,
+						103.0,
 						22.0
 					],
-					"presentation": 1,
-					"presentation_rect": [
-						496.0,
-						52.0,
-						90.0,
-						20.0
-					],
-					"text": "127.0.0.1"
+					"text": "loadmess 7401"
 				}
 			},
 			{
 				"box": {
 					"id": "obj-40",
-					"maxclass": "number",
-					"maximum": 65535,
-					"minimum": 1,
+					"maxclass": "newobj",
 					"numinlets": 1,
-					"numoutlets": 2,
+					"numoutlets": 1,
 					"outlettype": [
-						"",
-						"bang"
+						""
 					],
-					"parameter_enable": 0,
 					"patching_rect": [
-						160.0,
-						874.0,
-						60.0,
+						840.0,
+						858.0,
+						96.0,
 						22.0
 					],
-					"presentation": 1,
-					"presentation_rect": [
-						588.0,
-						52.0,
-						46.0,
-						20.0
-					]
+					"text": "loadmess 0.8"
 				}
 			},
 			{
 				"box": {
 					"id": "obj-41",
-					"maxclass": "number",
-					"maximum": 65535,
-					"minimum": 1,
+					"maxclass": "newobj",
 					"numinlets": 1,
-					"numoutlets": 2,
+					"numoutlets": 1,
 					"outlettype": [
-						"",
-						"bang"
+						""
 					],
-					"parameter_enable": 0,
 					"patching_rect": [
-						300.0,
-						874.0,
-						60.0,
+						980.0,
+						858.0,
+						82.0,
 						22.0
 					],
-					"presentation": 1,
-					"presentation_rect": [
-						496.0,
-						76.0,
-						54.0,
-						20.0
-					]
+					"text": "loadmess 1"
 				}
 			},
 			{
@@ -895,8 +870,96 @@
 					"outputmode": 1,
 					"parameter_enable": 0,
 					"patching_rect": [
+						20.0,
+						888.0,
+						120.0,
+						22.0
+					],
+					"presentation": 1,
+					"presentation_rect": [
+						496.0,
+						52.0,
+						90.0,
+						20.0
+					],
+					"text": "127.0.0.1"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-43",
+					"maxclass": "number",
+					"maximum": 65535,
+					"minimum": 1,
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"parameter_enable": 0,
+					"patching_rect": [
+						160.0,
+						888.0,
+						60.0,
+						22.0
+					],
+					"presentation": 1,
+					"presentation_rect": [
+						588.0,
+						52.0,
+						46.0,
+						20.0
+					]
+				}
+			},
+			{
+				"box": {
+					"id": "obj-44",
+					"maxclass": "number",
+					"maximum": 65535,
+					"minimum": 1,
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"parameter_enable": 0,
+					"patching_rect": [
+						300.0,
+						888.0,
+						60.0,
+						22.0
+					],
+					"presentation": 1,
+					"presentation_rect": [
+						496.0,
+						76.0,
+						54.0,
+						20.0
+					]
+				}
+			},
+			{
+				"box": {
+					"id": "obj-45",
+					"keymode": 1,
+					"lines": 1,
+					"maxclass": "textedit",
+					"numinlets": 1,
+					"numoutlets": 4,
+					"outlettype": [
+						"",
+						"int",
+						"",
+						""
+					],
+					"outputmode": 1,
+					"parameter_enable": 0,
+					"patching_rect": [
 						440.0,
-						874.0,
+						888.0,
 						120.0,
 						22.0
 					],
@@ -912,7 +975,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-43",
+					"id": "obj-46",
 					"maxclass": "toggle",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -922,7 +985,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						590.0,
-						874.0,
+						888.0,
 						22.0,
 						22.0
 					],
@@ -937,7 +1000,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-44",
+					"id": "obj-47",
 					"maxclass": "number",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -948,7 +1011,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						720.0,
-						874.0,
+						888.0,
 						50.0,
 						22.0
 					],
@@ -964,7 +1027,7 @@
 			{
 				"box": {
 					"format": 6,
-					"id": "obj-45",
+					"id": "obj-48",
 					"maxclass": "flonum",
 					"maximum": 2.0,
 					"minimum": 0.0,
@@ -977,7 +1040,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						840.0,
-						874.0,
+						888.0,
 						50.0,
 						22.0
 					],
@@ -992,7 +1055,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-46",
+					"id": "obj-49",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1001,7 +1064,7 @@
 					],
 					"patching_rect": [
 						980.0,
-						874.0,
+						888.0,
 						82.0,
 						22.0
 					],
@@ -1010,7 +1073,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-47",
+					"id": "obj-50",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 2,
@@ -1020,7 +1083,7 @@
 					],
 					"patching_rect": [
 						20.0,
-						904.0,
+						918.0,
 						82.0,
 						22.0
 					],
@@ -1029,7 +1092,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-48",
+					"id": "obj-51",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 2,
@@ -1039,65 +1102,11 @@
 					],
 					"patching_rect": [
 						440.0,
-						904.0,
+						918.0,
 						82.0,
 						22.0
 					],
 					"text": "route text"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-49",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						20.0,
-						934.0,
-						96.0,
-						22.0
-					],
-					"text": "prepend host"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-50",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						160.0,
-						934.0,
-						138.0,
-						22.0
-					],
-					"text": "prepend serverport"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-51",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						300.0,
-						934.0,
-						131.0,
-						22.0
-					],
-					"text": "prepend replyport"
 				}
 			},
 			{
@@ -1110,12 +1119,12 @@
 						""
 					],
 					"patching_rect": [
-						440.0,
-						934.0,
-						103.0,
+						20.0,
+						948.0,
+						96.0,
 						22.0
 					],
-					"text": "prepend token"
+					"text": "prepend host"
 				}
 			},
 			{
@@ -1128,12 +1137,12 @@
 						""
 					],
 					"patching_rect": [
-						590.0,
-						934.0,
-						110.0,
+						160.0,
+						948.0,
+						138.0,
 						22.0
 					],
-					"text": "prepend stream"
+					"text": "prepend serverport"
 				}
 			},
 			{
@@ -1146,12 +1155,12 @@
 						""
 					],
 					"patching_rect": [
-						720.0,
-						934.0,
-						103.0,
+						300.0,
+						948.0,
+						131.0,
 						22.0
 					],
-					"text": "prepend nudge"
+					"text": "prepend replyport"
 				}
 			},
 			{
@@ -1164,47 +1173,48 @@
 						""
 					],
 					"patching_rect": [
-						840.0,
-						934.0,
-						110.0,
+						440.0,
+						948.0,
+						103.0,
 						22.0
 					],
-					"text": "prepend volume"
+					"text": "prepend token"
 				}
 			},
 			{
 				"box": {
 					"id": "obj-56",
-					"maxclass": "message",
-					"numinlets": 2,
+					"maxclass": "newobj",
+					"numinlets": 1,
 					"numoutlets": 1,
 					"outlettype": [
 						""
 					],
 					"patching_rect": [
-						980.0,
-						934.0,
-						42.0,
+						590.0,
+						948.0,
+						110.0,
 						22.0
 					],
-					"text": "tick"
+					"text": "prepend stream"
 				}
 			},
 			{
 				"box": {
-					"fontface": 1,
 					"id": "obj-57",
-					"linecount": 3,
-					"maxclass": "comment",
+					"maxclass": "newobj",
 					"numinlets": 1,
-					"numoutlets": 0,
-					"patching_rect": [
-						20.0,
-						974.0,
-						1120.0,
-						48.0
+					"numoutlets": 1,
+					"outlettype": [
+						""
 					],
-					"text": "4. THE CLIENT. stemserver_client.js speaks docs/protocol.md: every 2 s (metro) it registers the reply port (/stemserver/register) and pings (/stemserver/ping); Find makes a request id and asks for a snapshot or a stream. The replies come back into it from below. It starts each message with its destination; this route delivers them. Light: grey = looking for the server, green = it answers, orange = it answers but something is wrong, red = silence."
+					"patching_rect": [
+						720.0,
+						948.0,
+						103.0,
+						22.0
+					],
+					"text": "prepend nudge"
 				}
 			},
 			{
@@ -1217,8 +1227,61 @@
 						""
 					],
 					"patching_rect": [
+						840.0,
+						948.0,
+						110.0,
+						22.0
+					],
+					"text": "prepend volume"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-59",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						980.0,
+						948.0,
+						42.0,
+						22.0
+					],
+					"text": "tick"
+				}
+			},
+			{
+				"box": {
+					"fontface": 1,
+					"id": "obj-60",
+					"linecount": 3,
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
 						20.0,
-						1036.0,
+						988.0,
+						1120.0,
+						48.0
+					],
+					"text": "4. THE CLIENT. stemserver_client.js speaks docs/protocol.md: every 2 s (metro) it registers the reply port (/stemserver/register) and pings (/stemserver/ping); Find makes a request id and asks for a snapshot or a stream. The replies come back into it from below. It starts each message with its destination; this route delivers them. Light: grey = looking for the server, green = it answers, orange = it answers but something is wrong, red = silence."
+				}
+			},
+			{
+				"box": {
+					"id": "obj-61",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						20.0,
+						1050.0,
 						200.0,
 						22.0
 					],
@@ -1231,11 +1294,12 @@
 			},
 			{
 				"box": {
-					"id": "obj-59",
+					"id": "obj-62",
 					"maxclass": "newobj",
-					"numinlets": 13,
-					"numoutlets": 13,
+					"numinlets": 14,
+					"numoutlets": 14,
 					"outlettype": [
+						"",
 						"",
 						"",
 						"",
@@ -1252,11 +1316,11 @@
 					],
 					"patching_rect": [
 						20.0,
-						1076.0,
+						1090.0,
 						760.0,
 						22.0
 					],
-					"text": "route osc listen audio light health info menu path stem groove loopend level"
+					"text": "route osc listen audio light health info menu path stem groove loopend rate level"
 				}
 			},
 			{
@@ -1267,14 +1331,14 @@
 						0.55,
 						1.0
 					],
-					"id": "obj-60",
+					"id": "obj-63",
 					"maxclass": "panel",
 					"mode": 0,
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						20.0,
-						1116.0,
+						1130.0,
 						16.0,
 						16.0
 					],
@@ -1291,7 +1355,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-61",
+					"id": "obj-64",
 					"maxclass": "message",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1300,7 +1364,7 @@
 					],
 					"patching_rect": [
 						50.0,
-						1116.0,
+						1130.0,
 						440.0,
 						22.0
 					],
@@ -1316,7 +1380,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-62",
+					"id": "obj-65",
 					"maxclass": "message",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1325,7 +1389,7 @@
 					],
 					"patching_rect": [
 						520.0,
-						1116.0,
+						1130.0,
 						600.0,
 						22.0
 					],
@@ -1342,14 +1406,14 @@
 			{
 				"box": {
 					"fontface": 1,
-					"id": "obj-63",
+					"id": "obj-66",
 					"linecount": 3,
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						20.0,
-						1166.0,
+						1180.0,
 						1120.0,
 						48.0
 					],
@@ -1358,7 +1422,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-64",
+					"id": "obj-67",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1368,7 +1432,7 @@
 					],
 					"patching_rect": [
 						20.0,
-						1228.0,
+						1242.0,
 						47.0,
 						22.0
 					],
@@ -1377,7 +1441,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-65",
+					"id": "obj-68",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1386,7 +1450,7 @@
 					],
 					"patching_rect": [
 						240.0,
-						1258.0,
+						1272.0,
 						75.0,
 						22.0
 					],
@@ -1395,7 +1459,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-66",
+					"id": "obj-69",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1404,7 +1468,7 @@
 					],
 					"patching_rect": [
 						240.0,
-						1288.0,
+						1302.0,
 						96.0,
 						22.0
 					],
@@ -1413,7 +1477,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-67",
+					"id": "obj-70",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 3,
@@ -1424,7 +1488,7 @@
 					],
 					"patching_rect": [
 						20.0,
-						1328.0,
+						1342.0,
 						250.0,
 						22.0
 					],
@@ -1437,7 +1501,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-68",
+					"id": "obj-71",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1447,7 +1511,7 @@
 					],
 					"patching_rect": [
 						300.0,
-						1368.0,
+						1382.0,
 						166.0,
 						22.0
 					],
@@ -1457,14 +1521,14 @@
 			{
 				"box": {
 					"fontface": 1,
-					"id": "obj-69",
+					"id": "obj-72",
 					"linecount": 2,
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						20.0,
-						1418.0,
+						1432.0,
 						1120.0,
 						34.0
 					],
@@ -1473,13 +1537,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-70",
+					"id": "obj-73",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						20.0,
-						1466.0,
+						1480.0,
 						166.0,
 						22.0
 					],
@@ -1488,7 +1552,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-71",
+					"id": "obj-74",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1497,7 +1561,7 @@
 					],
 					"patching_rect": [
 						300.0,
-						1466.0,
+						1480.0,
 						117.0,
 						22.0
 					],
@@ -1506,7 +1570,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-72",
+					"id": "obj-75",
 					"maxclass": "newobj",
 					"numinlets": 6,
 					"numoutlets": 6,
@@ -1520,65 +1584,11 @@
 					],
 					"patching_rect": [
 						300.0,
-						1506.0,
+						1520.0,
 						580.0,
 						22.0
 					],
 					"text": "route /stemserver/result /stemserver/done /stemserver/error /stemserver/pong /stemserver/registered"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-73",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						300.0,
-						1546.0,
-						110.0,
-						22.0
-					],
-					"text": "prepend result"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-74",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						420.0,
-						1546.0,
-						110.0,
-						22.0
-					],
-					"text": "prepend done"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-75",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						540.0,
-						1546.0,
-						110.0,
-						22.0
-					],
-					"text": "prepend servererror"
 				}
 			},
 			{
@@ -1591,12 +1601,12 @@
 						""
 					],
 					"patching_rect": [
-						660.0,
-						1546.0,
+						300.0,
+						1560.0,
 						110.0,
 						22.0
 					],
-					"text": "prepend pong"
+					"text": "prepend result"
 				}
 			},
 			{
@@ -1609,8 +1619,62 @@
 						""
 					],
 					"patching_rect": [
+						420.0,
+						1560.0,
+						110.0,
+						22.0
+					],
+					"text": "prepend done"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-78",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						540.0,
+						1560.0,
+						110.0,
+						22.0
+					],
+					"text": "prepend servererror"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-79",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						660.0,
+						1560.0,
+						110.0,
+						22.0
+					],
+					"text": "prepend pong"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-80",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
 						780.0,
-						1546.0,
+						1560.0,
 						110.0,
 						22.0
 					],
@@ -1620,23 +1684,23 @@
 			{
 				"box": {
 					"fontface": 1,
-					"id": "obj-78",
-					"linecount": 3,
+					"id": "obj-81",
+					"linecount": 4,
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						20.0,
-						1586.0,
+						1600.0,
 						1120.0,
-						48.0
+						62.0
 					],
-					"text": "7. RESULTS AND AUDITION. Pick a stem in the menu: its path shows below it (select it to copy it, or find the file to drag it into Live), buffer~ ---stem loads it, and once it is loaded the client starts groove~ at offset_at_end_s plus the time since Find, so the stem plays in time with the music that has kept playing. The audition goes to dac~ (Max) or plugout~ (Live), where the track's own sound passes through unchanged."
+					"text": "7. RESULTS AND AUDITION. Pick a stem in the menu: its path shows below it (select it to copy it, or find the file to drag it into Live), buffer~ ---stem loads it, and once it is loaded the client starts groove~ at offset_at_end_s plus the time since Find times the stem's stretch, so the stem plays in time with the music that has kept playing. sig~ sets groove~'s speed to the stretch, time-stretched (@timestretch 1: the pitch stays), and pitchshiftcent transposes it into the mix's key. The audition goes to dac~ (Max) or plugout~ (Live), where the track's own sound passes through unchanged."
 				}
 			},
 			{
 				"box": {
-					"id": "obj-79",
+					"id": "obj-82",
 					"maxclass": "umenu",
 					"numinlets": 1,
 					"numoutlets": 3,
@@ -1648,7 +1712,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						20.0,
-						1648.0,
+						1676.0,
 						330.0,
 						22.0
 					],
@@ -1663,7 +1727,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-80",
+					"id": "obj-83",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1672,7 +1736,7 @@
 					],
 					"patching_rect": [
 						20.0,
-						1678.0,
+						1706.0,
 						110.0,
 						22.0
 					],
@@ -1681,7 +1745,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-81",
+					"id": "obj-84",
 					"lines": 1,
 					"maxclass": "textedit",
 					"numinlets": 1,
@@ -1695,7 +1759,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						20.0,
-						1708.0,
+						1736.0,
 						440.0,
 						22.0
 					],
@@ -1712,7 +1776,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-82",
+					"id": "obj-85",
 					"maxclass": "textbutton",
 					"numinlets": 1,
 					"numoutlets": 3,
@@ -1724,7 +1788,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						380.0,
-						1648.0,
+						1676.0,
 						50.0,
 						22.0
 					],
@@ -1740,7 +1804,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-83",
+					"id": "obj-86",
 					"maxclass": "message",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1749,7 +1813,7 @@
 					],
 					"patching_rect": [
 						380.0,
-						1678.0,
+						1706.0,
 						42.0,
 						22.0
 					],
@@ -1758,7 +1822,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-84",
+					"id": "obj-87",
 					"maxclass": "textbutton",
 					"numinlets": 1,
 					"numoutlets": 3,
@@ -1770,7 +1834,7 @@
 					"parameter_enable": 0,
 					"patching_rect": [
 						440.0,
-						1648.0,
+						1676.0,
 						50.0,
 						22.0
 					],
@@ -1786,7 +1850,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-85",
+					"id": "obj-88",
 					"maxclass": "message",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1795,7 +1859,7 @@
 					],
 					"patching_rect": [
 						440.0,
-						1678.0,
+						1706.0,
 						42.0,
 						22.0
 					],
@@ -1804,7 +1868,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-86",
+					"id": "obj-89",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1814,7 +1878,7 @@
 					],
 					"patching_rect": [
 						520.0,
-						1648.0,
+						1676.0,
 						117.0,
 						22.0
 					],
@@ -1823,7 +1887,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-87",
+					"id": "obj-90",
 					"maxclass": "message",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1832,7 +1896,7 @@
 					],
 					"patching_rect": [
 						520.0,
-						1678.0,
+						1706.0,
 						56.0,
 						22.0
 					],
@@ -1841,7 +1905,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-88",
+					"id": "obj-91",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1850,7 +1914,7 @@
 					],
 					"patching_rect": [
 						700.0,
-						1648.0,
+						1676.0,
 						54.0,
 						22.0
 					],
@@ -1859,7 +1923,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-89",
+					"id": "obj-92",
 					"maxclass": "newobj",
 					"numinlets": 0,
 					"numoutlets": 1,
@@ -1868,7 +1932,7 @@
 					],
 					"patching_rect": [
 						940.0,
-						1648.0,
+						1676.0,
 						110.0,
 						22.0
 					],
@@ -1877,7 +1941,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-90",
+					"id": "obj-93",
 					"maxclass": "newobj",
 					"numinlets": 3,
 					"numoutlets": 3,
@@ -1888,16 +1952,16 @@
 					],
 					"patching_rect": [
 						700.0,
-						1708.0,
-						131.0,
+						1736.0,
+						220.0,
 						22.0
 					],
-					"text": "groove~ ---stem 2"
+					"text": "groove~ ---stem 2 @timestretch 1"
 				}
 			},
 			{
 				"box": {
-					"id": "obj-91",
+					"id": "obj-94",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1906,7 +1970,7 @@
 					],
 					"patching_rect": [
 						700.0,
-						1748.0,
+						1776.0,
 						47.0,
 						22.0
 					],
@@ -1915,7 +1979,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-92",
+					"id": "obj-95",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1924,7 +1988,7 @@
 					],
 					"patching_rect": [
 						780.0,
-						1748.0,
+						1776.0,
 						47.0,
 						22.0
 					],
@@ -1933,74 +1997,21 @@
 			},
 			{
 				"box": {
-					"id": "obj-93",
-					"maxclass": "newobj",
-					"numinlets": 2,
-					"numoutlets": 2,
-					"outlettype": [
-						"signal",
-						"signal"
-					],
-					"patching_rect": [
-						700.0,
-						1788.0,
-						75.0,
-						22.0
-					],
-					"text": "gate~ 2 1"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-94",
-					"maxclass": "newobj",
-					"numinlets": 2,
-					"numoutlets": 2,
-					"outlettype": [
-						"signal",
-						"signal"
-					],
-					"patching_rect": [
-						820.0,
-						1788.0,
-						75.0,
-						22.0
-					],
-					"text": "gate~ 2 1"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-95",
-					"maxclass": "newobj",
-					"numinlets": 2,
-					"numoutlets": 2,
-					"outlettype": [
-						"signal",
-						"signal"
-					],
-					"patching_rect": [
-						940.0,
-						1788.0,
-						61.0,
-						22.0
-					],
-					"text": "plugin~"
-				}
-			},
-			{
-				"box": {
 					"id": "obj-96",
 					"maxclass": "newobj",
 					"numinlets": 2,
-					"numoutlets": 0,
+					"numoutlets": 2,
+					"outlettype": [
+						"signal",
+						"signal"
+					],
 					"patching_rect": [
 						700.0,
-						1838.0,
-						68.0,
+						1816.0,
+						75.0,
 						22.0
 					],
-					"text": "dac~ 1 2"
+					"text": "gate~ 2 1"
 				}
 			},
 			{
@@ -2014,8 +2025,61 @@
 						"signal"
 					],
 					"patching_rect": [
+						820.0,
+						1816.0,
+						75.0,
+						22.0
+					],
+					"text": "gate~ 2 1"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-98",
+					"maxclass": "newobj",
+					"numinlets": 2,
+					"numoutlets": 2,
+					"outlettype": [
+						"signal",
+						"signal"
+					],
+					"patching_rect": [
+						940.0,
+						1816.0,
+						61.0,
+						22.0
+					],
+					"text": "plugin~"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-99",
+					"maxclass": "newobj",
+					"numinlets": 2,
+					"numoutlets": 0,
+					"patching_rect": [
+						700.0,
+						1866.0,
+						68.0,
+						22.0
+					],
+					"text": "dac~ 1 2"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-100",
+					"maxclass": "newobj",
+					"numinlets": 2,
+					"numoutlets": 2,
+					"outlettype": [
+						"signal",
+						"signal"
+					],
+					"patching_rect": [
 						840.0,
-						1838.0,
+						1866.0,
 						68.0,
 						22.0
 					],
@@ -2024,13 +2088,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-98",
+					"id": "obj-101",
 					"maxclass": "ezdac~",
 					"numinlets": 2,
 					"numoutlets": 0,
 					"patching_rect": [
 						1060.0,
-						1778.0,
+						1806.0,
 						40.0,
 						40.0
 					],
@@ -2045,13 +2109,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-99",
+					"id": "obj-102",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						20.0,
-						1898.0,
+						1926.0,
 						1120.0,
 						20.0
 					],
@@ -2060,13 +2124,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-100",
+					"id": "obj-103",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						20.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2082,13 +2146,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-101",
+					"id": "obj-104",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						130.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2104,13 +2168,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-102",
+					"id": "obj-105",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						240.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2126,13 +2190,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-103",
+					"id": "obj-106",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						350.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2148,13 +2212,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-104",
+					"id": "obj-107",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						460.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2170,13 +2234,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-105",
+					"id": "obj-108",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						570.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2192,13 +2256,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-106",
+					"id": "obj-109",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						680.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2214,13 +2278,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-107",
+					"id": "obj-110",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						790.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2236,13 +2300,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-108",
+					"id": "obj-111",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						900.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2258,13 +2322,13 @@
 			},
 			{
 				"box": {
-					"id": "obj-109",
+					"id": "obj-112",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						1010.0,
-						1932.0,
+						1960.0,
 						100.0,
 						20.0
 					],
@@ -2379,7 +2443,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-13",
+						"obj-11",
 						0
 					],
 					"source": [
@@ -2403,23 +2467,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-13",
-						1
-					],
-					"source": [
-						"obj-11",
+						"obj-15",
 						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-13",
-						2
 					],
 					"source": [
-						"obj-12",
+						"obj-9",
 						0
 					]
 				}
@@ -2431,8 +2483,8 @@
 						1
 					],
 					"source": [
-						"obj-11",
-						1
+						"obj-12",
+						0
 					]
 				}
 			},
@@ -2443,6 +2495,18 @@
 						2
 					],
 					"source": [
+						"obj-13",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-15",
+						1
+					],
+					"source": [
 						"obj-12",
 						1
 					]
@@ -2451,12 +2515,12 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-17",
-						0
+						"obj-15",
+						2
 					],
 					"source": [
-						"obj-16",
-						0
+						"obj-13",
+						1
 					]
 				}
 			},
@@ -2480,7 +2544,7 @@
 					],
 					"source": [
 						"obj-18",
-						1
+						0
 					]
 				}
 			},
@@ -2492,7 +2556,7 @@
 					],
 					"source": [
 						"obj-19",
-						0
+						1
 					]
 				}
 			},
@@ -2503,7 +2567,31 @@
 						0
 					],
 					"source": [
-						"obj-18",
+						"obj-20",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-22",
+						0
+					],
+					"source": [
+						"obj-19",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-25",
+						0
+					],
+					"source": [
+						"obj-21",
 						0
 					]
 				}
@@ -2515,30 +2603,6 @@
 						0
 					],
 					"source": [
-						"obj-20",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-23",
-						0
-					],
-					"source": [
-						"obj-21",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-23",
-						0
-					],
-					"source": [
 						"obj-22",
 						0
 					]
@@ -2547,11 +2611,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-23",
+						"obj-24",
 						0
 					],
 					"source": [
-						"obj-13",
+						"obj-23",
 						0
 					]
 				}
@@ -2559,8 +2623,8 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-23",
-						1
+						"obj-24",
+						0
 					],
 					"source": [
 						"obj-14",
@@ -2571,11 +2635,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-27",
-						0
+						"obj-24",
+						1
 					],
 					"source": [
-						"obj-26",
+						"obj-15",
 						0
 					]
 				}
@@ -2584,18 +2648,6 @@
 				"patchline": {
 					"destination": [
 						"obj-28",
-						0
-					],
-					"source": [
-						"obj-27",
-						1
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-31",
 						0
 					],
 					"source": [
@@ -2612,7 +2664,7 @@
 					],
 					"source": [
 						"obj-28",
-						0
+						2
 					]
 				}
 			},
@@ -2624,6 +2676,42 @@
 					],
 					"source": [
 						"obj-29",
+						4
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-31",
+						0
+					],
+					"source": [
+						"obj-28",
+						1
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-34",
+						0
+					],
+					"source": [
+						"obj-28",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-32",
+						0
+					],
+					"source": [
+						"obj-31",
 						0
 					]
 				}
@@ -2643,43 +2731,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-34",
-						0
-					],
-					"source": [
-						"obj-33",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-47",
-						0
-					],
-					"source": [
-						"obj-39",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-49",
-						0
-					],
-					"source": [
-						"obj-47",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-40",
+						"obj-36",
 						0
 					],
 					"source": [
@@ -2691,19 +2743,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-50",
-						0
-					],
-					"source": [
-						"obj-40",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-41",
+						"obj-37",
 						0
 					],
 					"source": [
@@ -2715,19 +2755,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-51",
-						0
-					],
-					"source": [
-						"obj-41",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-48",
+						"obj-50",
 						0
 					],
 					"source": [
@@ -2743,7 +2771,19 @@
 						0
 					],
 					"source": [
-						"obj-48",
+						"obj-50",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-43",
+						0
+					],
+					"source": [
+						"obj-38",
 						0
 					]
 				}
@@ -2763,6 +2803,18 @@
 			{
 				"patchline": {
 					"destination": [
+						"obj-44",
+						0
+					],
+					"source": [
+						"obj-39",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
 						"obj-54",
 						0
 					],
@@ -2775,11 +2827,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-45",
+						"obj-51",
 						0
 					],
 					"source": [
-						"obj-37",
+						"obj-45",
 						0
 					]
 				}
@@ -2788,102 +2840,6 @@
 				"patchline": {
 					"destination": [
 						"obj-55",
-						0
-					],
-					"source": [
-						"obj-45",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-46",
-						0
-					],
-					"source": [
-						"obj-38",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-56",
-						0
-					],
-					"source": [
-						"obj-46",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-30",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-31",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-34",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-49",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-50",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
 						0
 					],
 					"source": [
@@ -2895,7 +2851,139 @@
 			{
 				"patchline": {
 					"destination": [
+						"obj-56",
+						0
+					],
+					"source": [
+						"obj-46",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-57",
+						0
+					],
+					"source": [
+						"obj-47",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-48",
+						0
+					],
+					"source": [
+						"obj-40",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
 						"obj-58",
+						0
+					],
+					"source": [
+						"obj-48",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-49",
+						0
+					],
+					"source": [
+						"obj-41",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-59",
+						0
+					],
+					"source": [
+						"obj-49",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-11",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-33",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-30",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-34",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-37",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
 						0
 					],
 					"source": [
@@ -2907,7 +2995,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-61",
 						0
 					],
 					"source": [
@@ -2919,7 +3007,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-61",
 						0
 					],
 					"source": [
@@ -2931,7 +3019,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-61",
 						0
 					],
 					"source": [
@@ -2943,7 +3031,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-61",
 						0
 					],
 					"source": [
@@ -2955,11 +3043,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-59",
+						"obj-61",
 						0
 					],
 					"source": [
-						"obj-58",
+						"obj-57",
 						0
 					]
 				}
@@ -2967,12 +3055,12 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-60",
+						"obj-61",
 						0
 					],
 					"source": [
-						"obj-59",
-						3
+						"obj-58",
+						0
 					]
 				}
 			},
@@ -2984,7 +3072,7 @@
 					],
 					"source": [
 						"obj-59",
-						4
+						0
 					]
 				}
 			},
@@ -2995,43 +3083,7 @@
 						0
 					],
 					"source": [
-						"obj-59",
-						5
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-64",
-						0
-					],
-					"source": [
-						"obj-59",
-						2
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-65",
-						0
-					],
-					"source": [
-						"obj-64",
-						1
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-65",
-						0
-					],
-					"source": [
-						"obj-23",
+						"obj-61",
 						0
 					]
 				}
@@ -3039,155 +3091,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-66",
+						"obj-63",
 						0
 					],
 					"source": [
-						"obj-65",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-67",
-						0
-					],
-					"source": [
-						"obj-66",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-67",
-						0
-					],
-					"source": [
-						"obj-64",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-68",
-						0
-					],
-					"source": [
-						"obj-67",
-						1
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-67",
-						2
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-68",
-						0
-					],
-					"source": [
-						"obj-20",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-73",
-						0
-					],
-					"source": [
-						"obj-72",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-73",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-74",
-						0
-					],
-					"source": [
-						"obj-72",
-						1
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-74",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-75",
-						0
-					],
-					"source": [
-						"obj-72",
-						2
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-75",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-76",
-						0
-					],
-					"source": [
-						"obj-72",
+						"obj-62",
 						3
 					]
 				}
@@ -3195,23 +3103,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-64",
 						0
 					],
 					"source": [
-						"obj-76",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-77",
-						0
-					],
-					"source": [
-						"obj-72",
+						"obj-62",
 						4
 					]
 				}
@@ -3219,11 +3115,59 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-65",
 						0
 					],
 					"source": [
-						"obj-77",
+						"obj-62",
+						5
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-67",
+						0
+					],
+					"source": [
+						"obj-62",
+						2
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-68",
+						0
+					],
+					"source": [
+						"obj-67",
+						1
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-68",
+						0
+					],
+					"source": [
+						"obj-24",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-69",
+						0
+					],
+					"source": [
+						"obj-68",
 						0
 					]
 				}
@@ -3235,7 +3179,7 @@
 						0
 					],
 					"source": [
-						"obj-59",
+						"obj-69",
 						0
 					]
 				}
@@ -3259,7 +3203,7 @@
 						0
 					],
 					"source": [
-						"obj-59",
+						"obj-70",
 						1
 					]
 				}
@@ -3267,12 +3211,96 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-72",
+						"obj-61",
 						0
 					],
 					"source": [
+						"obj-70",
+						2
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
 						"obj-71",
 						0
+					],
+					"source": [
+						"obj-21",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-76",
+						0
+					],
+					"source": [
+						"obj-75",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-76",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-77",
+						0
+					],
+					"source": [
+						"obj-75",
+						1
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-77",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-78",
+						0
+					],
+					"source": [
+						"obj-75",
+						2
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-78",
+						0
 					]
 				}
 			},
@@ -3283,44 +3311,104 @@
 						0
 					],
 					"source": [
-						"obj-59",
+						"obj-75",
+						3
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-79",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-80",
+						0
+					],
+					"source": [
+						"obj-75",
+						4
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-80",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-73",
+						0
+					],
+					"source": [
+						"obj-62",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-73",
+						0
+					],
+					"source": [
+						"obj-70",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-74",
+						0
+					],
+					"source": [
+						"obj-62",
+						1
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-75",
+						0
+					],
+					"source": [
+						"obj-74",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-82",
+						0
+					],
+					"source": [
+						"obj-62",
 						6
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-80",
-						0
-					],
-					"source": [
-						"obj-79",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
-						0
-					],
-					"source": [
-						"obj-80",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-81",
-						0
-					],
-					"source": [
-						"obj-59",
-						7
 					]
 				}
 			},
@@ -3339,7 +3427,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-61",
 						0
 					],
 					"source": [
@@ -3351,19 +3439,19 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-85",
-						0
-					],
-					"source": [
 						"obj-84",
 						0
+					],
+					"source": [
+						"obj-62",
+						7
 					]
 				}
 			},
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-86",
 						0
 					],
 					"source": [
@@ -3375,31 +3463,19 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-86",
+						"obj-61",
 						0
 					],
 					"source": [
-						"obj-59",
-						8
+						"obj-86",
+						0
 					]
 				}
 			},
 			{
 				"patchline": {
 					"destination": [
-						"obj-87",
-						0
-					],
-					"source": [
-						"obj-86",
-						1
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-58",
+						"obj-88",
 						0
 					],
 					"source": [
@@ -3411,7 +3487,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-90",
+						"obj-61",
 						0
 					],
 					"source": [
@@ -3423,11 +3499,71 @@
 			{
 				"patchline": {
 					"destination": [
+						"obj-89",
+						0
+					],
+					"source": [
+						"obj-62",
+						8
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
 						"obj-90",
 						0
 					],
 					"source": [
-						"obj-59",
+						"obj-89",
+						1
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-61",
+						0
+					],
+					"source": [
+						"obj-90",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-91",
+						0
+					],
+					"source": [
+						"obj-62",
+						11
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-93",
+						0
+					],
+					"source": [
+						"obj-91",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-93",
+						0
+					],
+					"source": [
+						"obj-62",
 						9
 					]
 				}
@@ -3435,11 +3571,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-90",
+						"obj-93",
 						2
 					],
 					"source": [
-						"obj-59",
+						"obj-62",
 						10
 					]
 				}
@@ -3447,71 +3583,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-91",
-						0
-					],
-					"source": [
-						"obj-90",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-92",
-						0
-					],
-					"source": [
-						"obj-90",
-						1
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-91",
-						1
-					],
-					"source": [
-						"obj-59",
-						11
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-92",
-						1
-					],
-					"source": [
-						"obj-59",
-						11
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-93",
-						0
-					],
-					"source": [
-						"obj-89",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
 						"obj-94",
 						0
 					],
 					"source": [
-						"obj-89",
+						"obj-93",
 						0
 					]
 				}
@@ -3519,12 +3595,12 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-93",
-						1
+						"obj-95",
+						0
 					],
 					"source": [
-						"obj-91",
-						0
+						"obj-93",
+						1
 					]
 				}
 			},
@@ -3535,8 +3611,20 @@
 						1
 					],
 					"source": [
-						"obj-92",
-						0
+						"obj-62",
+						12
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-95",
+						1
+					],
+					"source": [
+						"obj-62",
+						12
 					]
 				}
 			},
@@ -3547,7 +3635,19 @@
 						0
 					],
 					"source": [
-						"obj-93",
+						"obj-92",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-97",
+						0
+					],
+					"source": [
+						"obj-92",
 						0
 					]
 				}
@@ -3568,46 +3668,82 @@
 				"patchline": {
 					"destination": [
 						"obj-97",
-						0
-					],
-					"source": [
-						"obj-93",
-						1
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-97",
-						1
-					],
-					"source": [
-						"obj-94",
-						1
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-97",
-						0
-					],
-					"source": [
-						"obj-95",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-97",
 						1
 					],
 					"source": [
 						"obj-95",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-99",
+						0
+					],
+					"source": [
+						"obj-96",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-99",
+						1
+					],
+					"source": [
+						"obj-97",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-100",
+						0
+					],
+					"source": [
+						"obj-96",
+						1
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-100",
+						1
+					],
+					"source": [
+						"obj-97",
+						1
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-100",
+						0
+					],
+					"source": [
+						"obj-98",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-100",
+						1
+					],
+					"source": [
+						"obj-98",
 						1
 					]
 				}

@@ -14,14 +14,17 @@
 //   menu ...       to the results [umenu]: clear | append ITEM
 //   path ...       to the path field ([textedit]): set PATH
 //   stem ...       to the audition buffer~: replace PATH
-//   groove ...     to [groove~]: loop 0|1, then the start position in ms
+//   groove ...     to [groove~ @timestretch 1]: loop 0|1, pitchshiftcent CENTS, then the start position in ms
 //   loopend MS     to [groove~]'s right inlet (loop end)
+//   rate R         to the [sig~] that drives [groove~]'s speed: the result's stretch (1 when unknown)
 //   level GAIN     to the audition gain ([*~])
 //
 // Messages it understands: settings (instrument, k, host, serverport, replyport, token, stream,
-// tempfile, volume, nudge), actions (tick, find, select N, play, stop, loaded) and what the
-// server and the stream helper say (pong, registered, result, done, servererror, written, streamed,
-// failed). Its message names are the words the patch's [prepend]s put before each reply.
+// tempfile, volume, nudge), what the patch reports (inputmode 1|2: adc~ or Live's track;
+// transporttempo BPM: [transport]'s tempo, banged at each Find), actions (tick, find, select N,
+// play, stop, loaded) and what the server and the stream helper say (pong, registered, result,
+// done, servererror, written, streamed, failed). Its message names are the words the patch's
+// [prepend]s put before each reply.
 
 autowatch = 1;
 inlets = 1;
@@ -33,6 +36,9 @@ var PING = "/stemserver/ping";
 var QUERY_FILE = "/stemserver/query/file";
 
 var SILENCE_MS = 5000;         // no answer for this long: the light turns red
+var MIN_TEMPO = 20;            // the tempos the server takes as the mix's (docs/protocol.md)
+var MAX_TEMPO = 400;
+var LIVE_INPUT = 2;            // inputmode: the device listens to its Live track
 var QUERY_TIMEOUT_MS = 60000;  // a query unanswered for this long is given up
 
 var GREY = [0.55, 0.55, 0.55, 1.0];
@@ -50,7 +56,9 @@ var settings = {
     stream: 0,          // 1: always stream the audio (a remote server cannot read our files)
     tempFile: "",       // "" : a file named after the reply port in the system's temporary folder
     volume: 0.8,
-    nudgeMs: 0          // added to the audition position: the round-trip latency of a sound card
+    nudgeMs: 0,         // added to the audition position: the round-trip latency of a sound card
+    inputMode: 1,       // 1: adc~ (standalone Max), 2: plugin~ (a Max for Live device)
+    transportTempo: 0   // [transport]'s tempo: Live's tempo inside Live, an unrelated 120 in standalone Max
 };
 
 var nextId = 1;
@@ -58,7 +66,7 @@ var startedAt = null;   // first tick
 var lastHeard = null;   // last pong or registration confirmation
 var pings = [];         // ids of the recent pings
 var serverProblem = null;
-var query = null;       // {id, windowEnd, sentAt, finished, path, results: []}
+var query = null;       // {id, windowEnd, sentAt, finished, path, options, results: []}
 var selected = null;    // the result being auditioned
 var loadedPath = null;  // what the audition buffer~ holds
 var playing = false;
@@ -176,12 +184,61 @@ function fixed(value, digits) {
 }
 fixed.local = 1;
 
-// "1. fingered 01.wav  0.81  +2.37 s" (+ the offset of the stem at the start of the mix window).
+// "124" or "123.5"
+function bpmText(bpm) {
+    return String(Math.round(bpm * 10) / 10);
+}
+bpmText.local = 1;
+
+// "120 BPM x0.80  A minor (relative +0 st)": what the server knows of a result's tempo and key
+// ("" when nothing: a one-shot, or a server of the previous version).
+function aboutText(r) {
+    var parts = [];
+    if (r.tempoBpm !== null) {
+        parts.push(bpmText(r.tempoBpm) + " BPM" + (r.stretch !== null ? " x" + fixed(r.stretch, 2) : ""));
+    }
+    if (r.key !== null) {
+        var notes = [];
+        if (r.keyRelation !== null) {
+            notes.push(r.keyRelation);
+            notes.push((r.transpose >= 0 ? "+" : "") + r.transpose + " st");
+        }
+        parts.push(r.key + (notes.length > 0 ? " (" + notes.join(" ") + ")" : ""));
+    }
+    return parts.join("  ");
+}
+aboutText.local = 1;
+
+// "1. fingered 01.wav  0.81  +2.37 s" (+ the offset of the stem at the start of the mix window),
+// then its tempo and key when known.
 function menuItem(r) {
+    var about = aboutText(r);
     return r.rank + ". " + basename(r.path) + "  " + fixed(r.score, 2) + "  +" + fixed(r.offsetS, 2) + " s" +
-           (r.loop ? "  loop" : "");
+           (r.loop ? "  loop" : "") + (about !== "" ? "  " + about : "");
 }
 menuItem.local = 1;
+
+// The reply's tempos and stretches: -1 (or nothing, from a server of the previous version) is unknown.
+function positive(value) {
+    return typeof value === "number" && value > 0 ? value : null;
+}
+positive.local = 1;
+
+function knownText(value) {
+    return value === undefined || value === null || String(value) === "" ? null : String(value);
+}
+knownText.local = 1;
+
+// The query's optional key/value pairs: inside Live, the set's tempo; in standalone Max the
+// transport has nothing to do with the music coming in, so the server estimates the tempo.
+function queryOptions() {
+    var bpm = settings.transportTempo;
+    if (settings.inputMode === LIVE_INPUT && bpm >= MIN_TEMPO && bpm <= MAX_TEMPO) {
+        return ["tempo", bpm];
+    }
+    return [];
+}
+queryOptions.local = 1;
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -232,6 +289,14 @@ function volume(gain) {
 
 function nudge(ms) {
     settings.nudgeMs = Number(ms) || 0;
+}
+
+function inputmode(mode) {
+    settings.inputMode = Math.round(Number(mode)) || 1;
+}
+
+function transporttempo(bpm) {
+    settings.transportTempo = Number(bpm) || 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,12 +358,13 @@ function find() {
     }
     var id = newId();
     // The audio ends now: the end of the query window is the moment of the snapshot.
-    query = {id: id, windowEnd: now(), sentAt: now(), finished: false, path: null, results: []};
+    query = {id: id, windowEnd: now(), sentAt: now(), finished: false, path: null, options: queryOptions(),
+             results: []};
     selected = null;
     emit(["menu", "clear"]);
     if (streaming()) {
         var args = ["audio", "stream", id, settings.instrument, settings.k];
-        emit(settings.token === "" ? args : args.concat([settings.token]));
+        emit(args.concat(settings.token === "" ? [] : [settings.token], query.options));
         info("sending the last seconds to " + settings.host + "...");
     } else {
         query.path = tempFile();
@@ -312,7 +378,7 @@ function written(path, frames, rate, channels) {
         return;
     }
     query.sentAt = now();
-    send(QUERY_FILE, [query.id, query.path, settings.instrument, settings.k]);
+    send(QUERY_FILE, [query.id, query.path, settings.instrument, settings.k].concat(query.options));
     info("asking for " + settings.k + " " + settings.instrument + " stems (" + fixed(frames / rate, 1) +
          " s of audio)...");
 }
@@ -331,24 +397,40 @@ function failed() {
     info("could not read the audio: " + words(arrayfromargs(arguments)));
 }
 
-function result(id, rank, path, score, offsetS, offsetAtEndS, alignment, duration, label, loop) {
+// The arguments after loop came with tempo and key (docs/protocol.md); a server of the previous
+// version stops at loop, and they are all unknown. The offsets in beats and bars are not shown:
+// the audition starts from offset_at_end_s.
+function result(id, rank, path, score, offsetS, offsetAtEndS, alignment, duration, label, loop,
+                tempoBpm, key, stretch, transpose, keyRelation, offsetBeats, offsetBars) {
     if (query === null || id !== query.id) {
         return; // an answer to an earlier query
     }
+    var relation = knownText(keyRelation);
     var r = {rank: rank, path: String(path), score: score, offsetS: offsetS, offsetAtEndS: offsetAtEndS,
              alignment: alignment, duration: duration, label: String(label), loop: Number(loop) !== 0,
+             tempoBpm: positive(tempoBpm), key: knownText(key), stretch: positive(stretch),
+             transpose: relation === null ? null : Math.round(Number(transpose)), keyRelation: relation,
              windowEnd: query.windowEnd};
     query.results.push(r);
     emit(["menu", "append"].concat(atomsOf(menuItem(r))));
 }
 
-function done(id, count, totalMs) {
+function done(id, count, totalMs, mixTempoBpm, mixKey) {
     if (query === null || id !== query.id) {
         return;
     }
     query.finished = true;
+    // The mix's tempo and key as the server took them (the client's, or its estimates).
+    var mix = [];
+    if (positive(mixTempoBpm) !== null) {
+        mix.push(bpmText(mixTempoBpm) + " BPM");
+    }
+    if (knownText(mixKey) !== null) {
+        mix.push(String(mixKey));
+    }
     if (count > 0) {
-        info(count + " stems in " + Math.round(totalMs) + " ms: pick one to hear it in time with the mix");
+        info(count + " stems in " + Math.round(totalMs) + " ms" + (mix.length > 0 ? " (mix " + mix.join(" ") + ")" : "") +
+             ": pick one to hear it in time with the mix");
     } else {
         info("no stem matched: is the library indexed (stemserver index)?");
     }
@@ -417,24 +499,31 @@ function stop() {
 }
 
 // offset_at_end_s lines up with the end of the query window, which is the moment of the Find.
-// The mix has played on since: start the stem that much further, and it plays in time.
+// The mix has played on since: start the stem that much further, and it plays in time. The stem
+// plays at its stretch (groove~ time-stretches, so its pitch stays), moving on `rate` of its own
+// seconds per second of the mix; positions and the loop length stay in the stem's own time.
 function startPlayback() {
     var r = selected;
+    var rate = r.stretch !== null ? r.stretch : 1;
     var elapsed = now() - r.windowEnd;
     var durationMs = r.duration * 1000;
-    var positionMs = r.offsetAtEndS * 1000 + elapsed + settings.nudgeMs;
+    var positionMs = r.offsetAtEndS * 1000 + (elapsed + settings.nudgeMs) * rate;
     if (r.loop && durationMs > 0) {
         positionMs = ((positionMs % durationMs) + durationMs) % durationMs;
     }
+    emit(["rate", rate]);
+    emit(["groove", "pitchshiftcent", r.transpose !== null ? 100 * r.transpose : 0]);
     emit(["groove", "loop", r.loop ? 1 : 0]);
     emit(["loopend", durationMs]);
     emit(["groove", positionMs]);
     emit(["level", settings.volume]);
     playing = true;
+    var about = aboutText(r);
     if (!r.loop && positionMs >= durationMs) {
         info(basename(r.path) + " has ended at this point of the mix (it is " + fixed(r.duration, 1) + " s long)");
     } else {
-        info("playing " + basename(r.path) + " from " + fixed(positionMs / 1000, 2) + " s in time with the mix");
+        info("playing " + basename(r.path) + " from " + fixed(positionMs / 1000, 2) + " s in time with the mix" +
+             (about !== "" ? " - " + about : ""));
     }
 }
 startPlayback.local = 1;

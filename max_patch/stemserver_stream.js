@@ -10,10 +10,13 @@
 //   snapshot PATH                  copy the ring, unrolled, into SNAPSHOT and ask that buffer~ to
 //                                  writewave PATH; then (once the write has had time to happen)
 //                                  report "written PATH frames rate channels" to the client.
-//   stream ID INSTRUMENT K [TOKEN] send the ring, unrolled, as a streamed upload (docs/protocol.md):
-//                                  /stemserver/stream/begin, /stemserver/stream/floats (Max cannot put
+//   stream ID INSTRUMENT K [TOKEN] [KEY VALUE]...
+//                                  send the ring, unrolled, as a streamed upload (docs/protocol.md):
+//                                  /stemserver/stream/begin (with the query's KEY VALUE pairs, e.g.
+//                                  tempo 124, after k), /stemserver/stream/floats (Max cannot put
 //                                  blobs in OSC messages) and /stemserver/stream/end; then report
-//                                  "streamed ID COUNT" to the client.
+//                                  "streamed ID COUNT" to the client. Pairs come two by two, so an
+//                                  odd number of words after K starts with the token.
 //   head PHASE                     the write head, as record~'s sync outlet phase (0..1), sampled
 //                                  by [snapshot~] just before each snapshot/stream message.
 //   pace MESSAGES MS               send at most MESSAGES float messages every MS ms (default 4 / 10).
@@ -131,7 +134,9 @@ function reportWritten(path, frames, rate, channels) {
 }
 reportWritten.local = 1;
 
-function stream(id, instrument, k, token) {
+function stream(id, instrument, k) {
+    var rest = arrayfromargs(arguments).slice(3);
+    var token = rest.length % 2 === 1 ? rest.shift() : "";
     var audio;
     try {
         audio = readRing();
@@ -142,7 +147,7 @@ function stream(id, instrument, k, token) {
     if (upload !== null) {
         upload.task.cancel(); // a new Find replaces an upload still in flight
     }
-    var auth = (token === undefined || token === "") ? [] : [String(token)];
+    var auth = token === "" ? [] : [String(token)];
     // Interleave the channels: frame 0 of every channel, then frame 1...
     var interleaved = new Array(audio.frames * audio.channels);
     for (var f = 0; f < audio.frames; f++) {
@@ -156,7 +161,8 @@ function stream(id, instrument, k, token) {
     for (var start = 0, seq = 0; start < interleaved.length; start += perMessage, seq++) {
         messages.push([STREAM_FLOATS].concat(auth, [id, seq], interleaved.slice(start, start + perMessage)));
     }
-    outlet(OUT_OSC, [STREAM_BEGIN].concat(auth, [id, audio.rate, audio.channels, "float32", String(instrument), k]));
+    outlet(OUT_OSC, [STREAM_BEGIN].concat(auth, [id, audio.rate, audio.channels, "float32", String(instrument), k],
+                                          rest));
     upload = {messages: messages, next: 0, id: id, auth: auth, task: null};
     upload.task = new Task(sendSome, this);
     upload.task.interval = tickMs;

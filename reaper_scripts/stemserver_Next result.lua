@@ -1,7 +1,7 @@
 -- @noindex
 -- @description stemserver: next result (replace the inserted stem with the next one)
 -- @author stemserver
--- @version 0.1.0
+-- @version 0.2.0
 -- @about
 --   Part of the "stemserver: find a stem that fits the time selection" package, which installs it.
 

@@ -1,7 +1,7 @@
 -- @noindex
 -- @description stemserver: code shared by the stemserver scripts
 -- @author stemserver
--- @version 0.1.0
+-- @version 0.2.0
 --
 -- stemserver_lib.lua: the code shared by the stemserver ReaScripts. Each script loads this file
 -- with dofile (from its own folder) and calls one entry point: find_stem, step_result or
@@ -15,7 +15,7 @@
 
 local M = {}
 
-M.VERSION = "0.1.0"
+M.VERSION = "0.2.0"
 M.SECTION = "stemserver"  -- ExtState section of the settings, and project ExtState section of the last query
 M.STATE_KEY = "last_query"
 M.TITLE = "stemserver"
@@ -35,7 +35,12 @@ M.DEFAULTS = {
   instrument = "bass",
   executable = "stemserver",
   timeout = 20,  -- seconds the client waits for the server (a stopped OSC server is only noticed by this)
+  key = "",  -- the mix's key, when the user knows it better than the server's estimate; "" lets the server estimate it
+  transpose = true,  -- shift each stem's pitch into the mix's key (the result's transpose)
 }
+
+-- The tempos the server accepts for the mix (docs/protocol.md); outside them it estimates the tempo itself.
+M.MIN_TEMPO, M.MAX_TEMPO = 20, 400
 
 ------------------------------------------------------------------------------------------------
 -- JSON
@@ -383,17 +388,24 @@ function M.exec_line(script_path, windows)
   return '/bin/sh "' .. script_path .. '"'
 end
 
--- The stemserver client's arguments (see `stemserver query --help`).
-function M.client_argv(settings, mix_path, instrument)
-  return {
+-- The stemserver client's arguments (see `stemserver query --help`). tempo: the project's tempo
+-- over the rendered window (BPM), or nil to let the server estimate it.
+function M.client_argv(settings, mix_path, instrument, tempo)
+  local argv = {
     settings.executable, "query", mix_path,
     "--instrument=" .. instrument,  -- the "=" form, so that a name starting with "-" stays a value
     "-k", M.format_number(settings.k),
     "--server=" .. settings.server,
     "--timeout", M.format_number(settings.timeout),
     "--seconds", M.format_number(M.QUERY_SECONDS),
-    "--json",
   }
+  if tempo and tempo >= M.MIN_TEMPO and tempo <= M.MAX_TEMPO then
+    argv[#argv + 1] = "--tempo"
+    argv[#argv + 1] = M.format_number(math.floor(tempo * 1000 + 0.5) / 1000)
+  end
+  if settings.key and settings.key ~= "" then argv[#argv + 1] = "--key=" .. settings.key end
+  argv[#argv + 1] = "--json"
+  return argv
 end
 
 ------------------------------------------------------------------------------------------------
@@ -456,6 +468,10 @@ function M.interpret(raw, settings)
         or text:find("server error refused", 1, true) then
       return nil, "The stemserver server is not answering.\n\n" .. text .. "\n\n" .. server_hint(settings)
     end
+    if code == 2 and text:find("unrecognized arguments", 1, true) then
+      return nil, "The stemserver command is older than these scripts, which send the project's tempo "
+        .. "(--tempo) and the key set in Settings (--key): update stemserver.\n\n" .. text
+    end
     return nil, "stemserver reported an error:\n\n" .. text
   end
   -- sh: 127 not found, 126 not executable; cmd.exe: 9009 not recognised.
@@ -475,32 +491,99 @@ end
 -- Where a stem goes
 ------------------------------------------------------------------------------------------------
 --
--- offset_s is the stem position that lines up with the start of the query window, and the window
--- starts `lead` seconds after the selection does (when the selection is longer than 8 s). So at the
--- selection start the stem is at offset_s - lead. Loops wrap around their length; a one-shot stem
--- that would start before its beginning starts later on the timeline instead.
+-- offset_s is the stem position (in the stem's own seconds) that lines up with the start of the
+-- query window, and the window starts `lead` seconds after the selection does (when the selection
+-- is longer than 8 s). The stem plays at `rate` (the result's stretch: it brings the stem to the
+-- project's tempo), so it moves on `rate` of its own seconds per second of the timeline, and at the
+-- selection start it is at offset_s - lead * rate. Take offsets and loop lengths stay in the
+-- stem's seconds (REAPER's D_STARTOFFS); lengths on the timeline are those divided by the rate.
+-- Loops wrap around their length; a one-shot stem that would start before its beginning starts
+-- later on the timeline instead.
+
+local function number_or_nil(value)  -- a JSON number, or nil for null and anything else
+  if type(value) == "number" and value == value then return value end
+  return nil
+end
+
+local function text_or_nil(value)
+  if type(value) == "string" and value ~= "" then return value end
+  return nil
+end
+
+-- The take's playback rate for a result: its stretch, or 1 when the server gave none (a one-shot,
+-- or a tempo it does not know).
+function M.playrate(match)
+  local stretch = number_or_nil(match.stretch)
+  if stretch and stretch > 0 then return stretch end
+  return 1
+end
+
+-- The take's pitch shift in semitones: the result's transpose when the setting asks for it.
+function M.pitch(match, transpose)
+  if not transpose then return 0 end
+  return number_or_nil(match.transpose) or 0
+end
+
 function M.placement(match, selection_start, selection_end, window_start)
+  local rate = M.playrate(match)
   local lead = window_start - selection_start
-  local source_at_start = match.offset_s - lead
+  local source_at_start = match.offset_s - lead * rate
   local selection_length = selection_end - selection_start
   if match.loop == true then
     return { position = selection_start, offset = source_at_start % match.duration_s,
-             length = selection_length, loop = true }
+             length = selection_length, loop = true, rate = rate }
   end
   local position, offset = selection_start, source_at_start
   if source_at_start < 0 then
-    position, offset = selection_start - source_at_start, 0
+    position, offset = selection_start - source_at_start / rate, 0
   end
-  local length = math.min(selection_end - position, match.duration_s - offset)
-  return { position = position, offset = offset, length = length, loop = false }
+  local length = math.min(selection_end - position, (match.duration_s - offset) / rate)
+  return { position = position, offset = offset, length = length, loop = false, rate = rate }
 end
 
--- One menu line per match: rank, file name, score, offset.
+local function format_bpm(bpm)  -- "124" or "123.5"
+  local text = string.format("%.1f", bpm):gsub(",", ".")
+  return (text:gsub("%.0$", ""))
+end
+
+-- "100 BPM x1.24": the stem's tempo and the playback rate that brings it to the mix's tempo.
+local function tempo_text(match)
+  local bpm = number_or_nil(match.tempo_bpm)
+  if not bpm then return nil end
+  local stretch = number_or_nil(match.stretch)
+  if not stretch then return format_bpm(bpm) .. " BPM" end
+  return (string.format("%s BPM x%.2f", format_bpm(bpm), stretch):gsub(",", "."))
+end
+
+-- "A minor (relative, +3 st)": the stem's key, how it relates to the mix's key, and the semitones
+-- that bring it there (left out when with_transpose is false: it was not applied).
+local function key_text(match, with_transpose)
+  local key = text_or_nil(match.key)
+  if not key then return nil end
+  local notes = {}
+  notes[#notes + 1] = text_or_nil(match.key_relation)
+  local transpose = number_or_nil(match.transpose)
+  if with_transpose and transpose then notes[#notes + 1] = string.format("%+d st", math.floor(transpose)) end
+  if #notes == 0 then return key end
+  return key .. " (" .. table.concat(notes, ", ") .. ")"
+end
+
+-- What the server says about a result's tempo and key, for the menu and the take name ("" when nothing).
+function M.describe(match, with_transpose)
+  local parts = {}
+  parts[#parts + 1] = tempo_text(match)
+  parts[#parts + 1] = key_text(match, with_transpose)
+  return table.concat(parts, "    ")
+end
+
+-- One menu line per match: rank, file name, score, offset, then tempo and key when known.
 function M.menu_entries(matches)
   local entries = {}
   for i, match in ipairs(matches) do
     local text = string.format("%d. %s    score %.2f    offset %s s%s", i, M.basename(match.path), match.score,
                                string.format("%.2f", match.offset_s), match.loop == true and "    (loop)" or "")
+    local about = M.describe(match, true)
+    if about ~= "" then text = text .. "    " .. about end
     -- "|" separates menu fields; "&" underlines the next letter on Windows; a leading # ! < >
     -- would gray, check or nest the item (the number in front already rules that out).
     entries[i] = text:gsub("|", "/"):gsub("&", "&&")
@@ -508,24 +591,48 @@ function M.menu_entries(matches)
   return entries
 end
 
-function M.take_name(match, index, count)
-  return string.format("%s (%d/%d)", M.basename(match.path), index, count)
+-- "fingered 01.wav (1/10)", then what was applied to it: "100 BPM x1.24  A minor (relative, +3 st)".
+function M.take_name(match, index, count, transposed)
+  local name = string.format("%s (%d/%d)", M.basename(match.path), index, count)
+  local about = M.describe(match, transposed)
+  if about == "" then return name end
+  return name .. "  " .. about:gsub("    ", "  ")
 end
 
 ------------------------------------------------------------------------------------------------
 -- Settings
 ------------------------------------------------------------------------------------------------
 
-M.SETTING_KEYS = { "server", "k", "instrument", "executable", "timeout" }
+M.SETTING_KEYS = { "server", "k", "instrument", "executable", "timeout", "key", "transpose" }
 M.SETTING_CAPTIONS = {
   "Server (osc://HOST:PORT or ws://HOST:PORT)",
   "Stems to list (k)",
   "Default instrument",
   "stemserver executable",
   "Timeout (seconds)",
+  "Key of the mix (empty: estimated)",
+  "Transpose to the mix's key (yes/no)",
 }
 
--- Checks the five text fields of the settings dialog; returns settings, or nil and what is wrong.
+local MODES = { [""] = true, m = true, min = true, minor = true, maj = true, major = true }
+
+-- A key as the server reads it: "A minor", "F# major", "Am", "F#m", "Bb". The server has the last
+-- word; this only catches a typo before a query is made.
+local function is_key(text)
+  local mode = text:match("^[A-Ga-g][#b]?%s*(%a*)$")
+  return mode ~= nil and MODES[mode:lower()] == true
+end
+
+local YES = { yes = true, y = true, on = true, ["true"] = true, ["1"] = true }
+local NO = { no = true, n = true, off = true, ["false"] = true, ["0"] = true }
+
+-- The settings as the dialog shows them, in SETTING_KEYS order.
+function M.settings_fields(s)
+  return { s.server, M.format_number(s.k), s.instrument, s.executable, M.format_number(s.timeout), s.key,
+           s.transpose and "yes" or "no" }
+end
+
+-- Checks the text fields of the settings dialog; returns settings, or nil and what is wrong.
 function M.validate_settings(fields)
   local s = {}
   local server = trim(fields[1] or "")
@@ -551,6 +658,16 @@ function M.validate_settings(fields)
     return nil, "The timeout must be a number of seconds from 1 to 600."
   end
   s.timeout = timeout
+  s.key = trim(fields[6] or "")
+  if s.key ~= "" and not is_key(s.key) then
+    return nil, "The key of the mix must look like A minor, F# major, Am or Bb; leave it empty to let the server "
+      .. "estimate it."
+  end
+  local transpose = trim(fields[7] or ""):lower()
+  if not YES[transpose] and not NO[transpose] then
+    return nil, "Transpose to the mix's key: answer yes or no."
+  end
+  s.transpose = YES[transpose] == true
   return s
 end
 
@@ -561,7 +678,8 @@ function M.load_settings()
     s[key] = stored ~= "" and stored or M.DEFAULTS[key]
   end
   -- Stored values are strings: go through the same checks as the dialog, defaults for anything bad.
-  local valid = M.validate_settings({ s.server, tostring(s.k), s.instrument, s.executable, tostring(s.timeout) })
+  local valid = M.validate_settings({ s.server, tostring(s.k), s.instrument, s.executable, tostring(s.timeout),
+                                      s.key, tostring(s.transpose) })
   if valid then return valid end
   local defaults = {}
   for key, value in pairs(M.DEFAULTS) do defaults[key] = value end
@@ -569,9 +687,8 @@ function M.load_settings()
 end
 
 function M.save_settings(s)
-  for _, key in ipairs(M.SETTING_KEYS) do
-    local value = type(s[key]) == "number" and M.format_number(s[key]) or s[key]
-    reaper.SetExtState(M.SECTION, key, value, true)
+  for i, value in ipairs(M.settings_fields(s)) do
+    reaper.SetExtState(M.SECTION, M.SETTING_KEYS[i], value, true)
   end
 end
 
@@ -671,11 +788,18 @@ end
 -- REAPER: asking the server
 ------------------------------------------------------------------------------------------------
 
+-- The project's tempo over start_s..end_s in quarter notes per minute (REAPER's BPM): the
+-- average, so that a tempo change or ramp inside the window counts as it sounds in the render.
+function M.project_tempo(start_s, end_s)
+  local quarters = reaper.TimeMap2_timeToQN(0, end_s) - reaper.TimeMap2_timeToQN(0, start_s)
+  return quarters * 60 / (end_s - start_s)
+end
+
 -- Writes the command script that runs the client on `mix_path`; returns the line for ExecProcess
 -- and the script's path (to remove afterwards), or nil and a message.
-function M.prepare_command(settings, mix_path, instrument)
+function M.prepare_command(settings, mix_path, instrument, tempo)
   local windows = M.is_windows()
-  local text, why = M.command_script(M.client_argv(settings, mix_path, instrument), windows)
+  local text, why = M.command_script(M.client_argv(settings, mix_path, instrument, tempo), windows)
   if not text then return nil, why end
   local script = M.temp_dir() .. separator() .. unique_name("stemserver-query") .. (windows and ".cmd" or ".sh")
   local line
@@ -689,8 +813,8 @@ function M.prepare_command(settings, mix_path, instrument)
 end
 
 -- Runs the stemserver client on the rendered mix; returns the result, or nil and a message.
-function M.query(settings, mix_path, instrument)
-  local line, script = M.prepare_command(settings, mix_path, instrument)
+function M.query(settings, mix_path, instrument, tempo)
+  local line, script = M.prepare_command(settings, mix_path, instrument, tempo)
   if not line then return nil, script end
   -- Longer than the client's own timeout, which then reports a missing server itself.
   local ok, raw = pcall(reaper.ExecProcess, line, math.floor((settings.timeout + 60) * 1000))
@@ -738,8 +862,9 @@ local function undo_block(description, fn)
 end
 
 -- Puts state.matches[state.index] on `track` (a new track named after the instrument when nil),
--- lined up with the query's time selection. Call inside an undo block.
-local function add_stem_item(state, track)
+-- lined up with the query's time selection, at the project's tempo and, if `transpose`, in the
+-- mix's key. Call inside an undo block.
+local function add_stem_item(state, track, transpose)
   local match = state.matches[state.index]
   local place = M.placement(match, state.selection_start, state.selection_end, state.window_start)
   if not track then
@@ -751,8 +876,12 @@ local function add_stem_item(state, track)
   local item = reaper.AddMediaItemToTrack(track)
   local take = reaper.AddTakeToMediaItem(item)
   reaper.SetMediaItemTake_Source(take, reaper.PCM_Source_CreateFromFile(match.path))
-  reaper.SetMediaItemTakeInfo_Value(take, "D_STARTOFFS", place.offset)
-  reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME", M.take_name(match, state.index, #state.matches), true)
+  reaper.SetMediaItemTakeInfo_Value(take, "D_STARTOFFS", place.offset)  -- in the source's seconds, whatever the rate
+  reaper.SetMediaItemTakeInfo_Value(take, "D_PLAYRATE", place.rate)
+  reaper.SetMediaItemTakeInfo_Value(take, "B_PPITCH", 1)  -- the stretch changes the tempo, not the pitch
+  reaper.SetMediaItemTakeInfo_Value(take, "D_PITCH", M.pitch(match, transpose))
+  reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME", M.take_name(match, state.index, #state.matches, transpose),
+                                        true)
   reaper.SetMediaItemInfo_Value(item, "D_POSITION", place.position)
   reaper.SetMediaItemInfo_Value(item, "D_LENGTH", place.length)
   -- Set either way: REAPER's preference may loop new items by default, and a one-shot must not repeat.
@@ -813,7 +942,7 @@ function M.find_stem()
   local mix, why = M.render_master(window_start, selection_end, M.temp_dir(), unique_name("stemserver-mix"))
   if not mix then return M.message(why) end
   local ok, result
-  ok, result, why = pcall(M.query, settings, mix, instrument)
+  ok, result, why = pcall(M.query, settings, mix, instrument, M.project_tempo(window_start, selection_end))
   os.remove(mix)  -- whatever happened: it was only for this query
   if not ok then error(result, 0) end
   if not result then return M.message(why) end
@@ -831,7 +960,7 @@ function M.find_stem()
     return M.message(missing_file_message(state.matches[index].path))
   end
   local item, track = undo_block("stemserver: insert " .. instrument .. " stem", function()
-    return add_stem_item(state, nil)
+    return add_stem_item(state, nil, settings.transpose)
   end)
   state.item_guid, state.track_guid = item_guid(item), reaper.GetTrackGUID(track)
   M.save_state(state)
@@ -853,12 +982,13 @@ function M.step_result(step)
   -- The item the last run inserted, wherever the user moved it; else its track; else a new track.
   local old_item = find_item(state.item_guid)
   local track = old_item and reaper.GetMediaItem_Track(old_item) or find_track(state.track_guid)
+  local transpose = M.load_settings().transpose
   local item
   item, track = undo_block(string.format("stemserver: %s %s stem", step > 0 and "next" or "previous",
                                          state.instrument), function()
     if old_item then reaper.DeleteTrackMediaItem(reaper.GetMediaItem_Track(old_item), old_item) end
     state.index = index
-    return add_stem_item(state, track)
+    return add_stem_item(state, track, transpose)
   end)
   state.item_guid, state.track_guid = item_guid(item), reaper.GetTrackGUID(track)
   M.save_state(state)
@@ -866,8 +996,7 @@ end
 
 -- "Settings": one dialog for all of them, asked again until the values are valid or cancelled.
 function M.edit_settings()
-  local s = M.load_settings()
-  local values = { s.server, M.format_number(s.k), s.instrument, s.executable, M.format_number(s.timeout) }
+  local values = M.settings_fields(M.load_settings())
   local captions = table.concat(M.SETTING_CAPTIONS, ",") .. ",extrawidth=250,separator=\n"
   while true do
     local ok, text = reaper.GetUserInputs("stemserver settings", #values, captions, table.concat(values, "\n"))

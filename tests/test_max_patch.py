@@ -75,6 +75,7 @@ MAX_OBJECTS = {
     "loadmess": lambda a: (1, 1),
     "metro": lambda a: (2, 1),
     "live.thisdevice": lambda a: (1, 3),
+    "transport": lambda a: (2, 9),                        # bars beats units resolution tempo timesig state ticks name
     "s": lambda a: (1, 0),
     "r": lambda a: (0, 1),
     "+": lambda a: (2, 1),
@@ -281,7 +282,11 @@ def test_the_patch_delivers_every_client_message_and_calls_only_real_functions(p
     assert destinations["osc"] == ["udpsend 127.0.0.1 9000"] and destinations["listen"] == ["udpreceive 7401"]
     assert destinations["audio"] == ["t a b"] and destinations["menu"] == ["umenu"]
     assert destinations["stem"] == ["buffer~ ---stem"] and destinations["light"] == ["panel"]
-    assert destinations["groove"] == ["groove~ ---stem 2"] and destinations["level"] == ["*~ 0.", "*~ 0."]
+    assert destinations["groove"] == ["groove~ ---stem 2 @timestretch 1"]
+    assert destinations["level"] == ["*~ 0.", "*~ 0."]
+    assert destinations["rate"] == ["sig~ 1"]  # the speed of groove~: the stem's stretch
+    (rate,) = [b for b in boxes_of(patch).values() if b.get("text") == "sig~ 1"]
+    assert [t["text"] for t in targets(patch, rate["id"], 0)] == ["groove~ ---stem 2 @timestretch 1"]
     # [t a b]: first a bang for [snapshot~] (the write head, via [prepend head]), then the request itself
     (trigger,) = [b for b in boxes_of(patch).values() if b.get("text") == "t a b"]
     stream_js = find_box(patch, "js stemserver_stream.js ---ring ---snap")
@@ -320,7 +325,8 @@ def test_every_message_into_a_js_object_names_one_of_its_functions(patch):
             continue  # [t a b] and the stream helper: their messages are checked by the tests below
         assert word in message_functions(MAX_DIR / box["text"].split()[1]), (word, box["text"])
         checked.add(word)
-    assert {"instrument", "k", "find", "tick", "select", "loaded", "result", "pong", "head"} <= checked
+    assert {"instrument", "k", "find", "tick", "select", "loaded", "result", "pong", "head", "inputmode",
+            "transporttempo"} <= checked
     assert {"written", "streamed", "failed"} <= message_functions(CLIENT_JS)  # what the stream helper reports
     assert {"snapshot", "stream"} <= message_functions(STREAM_JS)  # what the client asks of it
 
@@ -638,24 +644,119 @@ def test_a_chosen_stem_starts_where_it_lines_up_with_the_mix_now(make_js):
     assert sent_to(chosen, "stem") == [["replace", "/Samples/Bass/fingered 01.wav"]]
     js.advance(1500)  # the file takes a while to load: the mix plays on
     playing = js.send("loaded")
-    assert sent_to(playing, "groove") == [["loop", 0], [10370 + 1500]]
+    # a server of the previous version (no tempo or key): the stem's own speed and pitch
+    assert sent_to(playing, "rate") == [[1]]
+    assert sent_to(playing, "groove") == [["pitchshiftcent", 0], ["loop", 0], [10370 + 1500]]
     assert sent_to(playing, "loopend") == [[16000]] and sent_to(playing, "level") == [[0.8]]
     assert text_of(playing, "info") == "playing fingered 01.wav from 11.87 s in time with the mix"
     js.send("nudge", 12)
     js.send("volume", 0.5)
     js.advance(100.5)
-    assert sent_to(js.send("play"), "groove") == [["loop", 0], [10370 + 1600.5 + 12]]  # loaded already
+    assert sent_to(js.send("play"), "groove")[1:] == [["loop", 0], [10370 + 1600.5 + 12]]  # loaded already
     assert sent_to(js.send("stop"), "level") == [[0]]
     loop = js.send("select", 1)
     assert sent_to(loop, "stem") == [["replace", "/Samples/Bass/sub loop.wav"]]
     js.advance(7)
     looped = js.send("loaded")
     # a loop wraps around its length: (640 + 1607.5 + 12 + 7) ms modulo 1920 ms
-    assert sent_to(looped, "groove") == [["loop", 1], [pytest.approx((640 + 1600.5 + 12 + 7) % 1920)]]
+    assert sent_to(looped, "groove")[1:] == [["loop", 1], [pytest.approx((640 + 1600.5 + 12 + 7) % 1920)]]
     assert sent_to(looped, "level") == [[0.5]]
     js.advance(20_000)
     js.send("select", 0)
     assert "has ended" in text_of(js.send("loaded"), "info")  # a 16 s stem, 27 s after the window
+
+
+def results_with_tempo_and_key(request_id: int) -> list[list]:
+    """/stemserver/result as docs/protocol.md has it with tempo and key: the old arguments, then
+    tempo_bpm key stretch transpose key_relation offset_beats offset_bars (-1 and "" unknown)."""
+    return [[request_id, 1, "/Samples/Bass/funk 120bpm Am.wav", 0.83, 9.0, 17.0, 0.41, 30.0, "bass", 0,
+             120.0, "A minor", 0.8, 0, "relative", 14.4, 3.6],
+            [request_id, 2, "/Samples/Bass/sub loop.wav", 0.77, 0.64, 0.64, 0.35, 1.92, "bass", 1,
+             76.8, "D minor", 1.25, -5, "subdominant", 0.8192, 0.2048],
+            [request_id, 3, "/Samples/Bass/hit.wav", 0.7, 11.2, 19.2, 0.3, 32.5, "bass", 0,
+             -1.0, "", -1.0, -1, "", -1.0, -1.0]]
+
+
+def test_results_show_tempo_key_stretch_and_transpose(make_js):
+    js = client_js(make_js)
+    js.send("instrument", "bass")
+    js.send("find")
+    menu = [" ".join(sent_to(js.send("result", *r), "menu")[0][1:]) for r in results_with_tempo_and_key(1)]
+    assert menu == ["1. funk 120bpm Am.wav 0.83 +9.00 s 120 BPM x0.80 A minor (relative +0 st)",
+                    "2. sub loop.wav 0.77 +0.64 s loop 76.8 BPM x1.25 D minor (subdominant -5 st)",
+                    "3. hit.wav 0.70 +11.20 s"]  # -1 and "": nothing known, listed as before
+    assert text_of(js.send("done", 1, 3, 21.5, 96.0, "C major"), "info") == (
+        "3 stems in 22 ms (mix 96 BPM C major): pick one to hear it in time with the mix")
+    js.send("find")
+    js.send("result", *results_for(2)[0])  # a server of the previous version: ten arguments
+    assert text_of(js.send("done", 2, 1, 5.0), "info").startswith("1 stems in 5 ms: pick one")
+    js.send("find")
+    js.send("result", *results_with_tempo_and_key(3)[2])
+    assert text_of(js.send("done", 3, 1, 5.0, -1.0, ""), "info").startswith("1 stems in 5 ms: pick one")
+
+
+def test_the_audition_plays_at_the_stretch_from_where_it_lines_up_now(make_js):
+    js = client_js(make_js, clock=5_000)
+    js.send("instrument", "bass")
+    js.send("find")  # the window ends at 5000 ms
+    for r in results_with_tempo_and_key(1):
+        js.send("result", *r)
+    js.send("select", 0)
+    js.advance(1500)
+    playing = js.send("loaded")
+    assert sent_to(playing, "rate") == [[0.8]]  # groove~'s speed: 120 BPM brought to 96
+    # 1.5 s of the mix since Find are 1.2 s of a stem playing at 0.8
+    assert sent_to(playing, "groove") == [["pitchshiftcent", 0], ["loop", 0], [pytest.approx(17000 + 1500 * 0.8)]]
+    assert text_of(playing, "info") == ("playing funk 120bpm Am.wav from 18.20 s in time with the mix - "
+                                        "120 BPM x0.80 A minor (relative +0 st)")
+    js.send("nudge", 10)  # the sound card's latency is mix time too
+    js.advance(500)
+    assert sent_to(js.send("play"), "groove")[-1] == [pytest.approx(17000 + (2000 + 10) * 0.8)]
+
+    js.send("select", 1)
+    js.advance(40)
+    looped = js.send("loaded")
+    assert sent_to(looped, "rate") == [[1.25]]
+    assert sent_to(looped, "loopend") == [[1920]]  # the loop's length in its own time
+    assert sent_to(looped, "groove") == [["pitchshiftcent", -500], ["loop", 1],
+                                         [pytest.approx((640 + (2040 + 10) * 1.25) % 1920)]]
+
+    js.send("select", 2)
+    js.advance(60)
+    plain = js.send("loaded")
+    assert sent_to(plain, "rate") == [[1]] and sent_to(plain, "groove")[0] == ["pitchshiftcent", 0]
+    assert sent_to(plain, "groove")[-1] == [pytest.approx(19200 + 2100 + 10)]
+
+
+def test_inside_live_find_sends_the_sets_tempo(make_js):
+    js = client_js(make_js)
+    js.send("instrument", "bass")
+    js.send("transporttempo", 124.0)  # [transport] banged by Find, before the find message
+    js.send("find")
+    asked = js.send("written", "/tmp/stemserver_mix_7401.wav", 384000, 48000, 2)
+    assert sent_to(asked, "osc") == [["/stemserver/query/file", 1, "/tmp/stemserver_mix_7401.wav", "bass", 5]], \
+        "standalone Max: the transport is not the music's tempo"
+    js.send("inputmode", 2)  # the Input menu on Live's track
+    js.send("find")
+    asked = js.send("written", "/tmp/stemserver_mix_7401.wav", 384000, 48000, 2)
+    assert sent_to(asked, "osc") == [["/stemserver/query/file", 2, "/tmp/stemserver_mix_7401.wav", "bass", 5,
+                                      "tempo", 124]]
+    js.send("token", "s3cret")
+    js.send("stream", 1)
+    assert sent_to(js.send("find"), "audio") == [["stream", 3, "bass", 5, "s3cret", "tempo", 124]]
+    js.send("token", "bang")
+    js.send("transporttempo", 999.0)  # outside what the server takes: it estimates the tempo
+    assert sent_to(js.send("find"), "audio") == [["stream", 4, "bass", 5]]
+
+
+def test_a_stream_carries_the_query_options_after_k(make_js):
+    window = np.zeros((2, 3000), dtype=np.float32)
+    js = make_js(STREAM_JS, ["ring", "snap"], buffers={"ring": buffer_spec(window, 48000)})
+    assert js.send("stream", 7, "bass", 5, "tempo", 124) == [
+        (0, ["/stemserver/stream/begin", 7, 48000, 2, "float32", "bass", 5, "tempo", 124])]
+    assert js.send("stream", 8, "bass", 5, "s3cret", "tempo", 124) == [
+        (0, ["/stemserver/stream/begin", "s3cret", 8, 48000, 2, "float32", "bass", 5, "tempo", 124])]
+    assert run_upload(js)[-1][-1] == ["/stemserver/stream/end", "s3cret", 8, 4]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -790,14 +891,17 @@ def test_a_find_with_a_snapshot_file_against_the_real_server(patch, make_js, ser
         best = results[0]
         assert Path(best[2]).name == "line2.wav"
         assert best[4] == pytest.approx(4.8, abs=0.16) and best[5] == pytest.approx(12.8, abs=0.16)
-        assert menu_items(log)[0] == f"1. line2.wav {best[3]:.2f} +{best[4]:.2f} s"
+        assert len(best) in (10, 17)  # with tempo and key, or from a server of the previous version
+        assert menu_items(log)[0].startswith(f"1. line2.wav {best[3]:.2f} +{best[4]:.2f} s")
         assert " ".join(log[-1][2]["info"][0][1:]).startswith("4 stems in")
 
         runtime.client.advance(2000)
         chosen = runtime.deliver(runtime.client.send("select", 0))
         assert runtime.loaded == [best[2]] and chosen["path"] == [["set", *best[2].split()]]
         playing = runtime.deliver(runtime.client.send("loaded"))
-        assert playing["groove"] == [["loop", 0], [pytest.approx(best[5] * 1000 + 2000, abs=0.01)]]
+        stretch = best[12] if len(best) > 10 and best[12] > 0 else 1  # -1: no tempo known
+        assert playing["rate"] == [[pytest.approx(stretch)]]
+        assert playing["groove"][-2:] == [["loop", 0], [pytest.approx(best[5] * 1000 + 2000 * stretch, abs=0.01)]]
     finally:
         runtime.close()
 

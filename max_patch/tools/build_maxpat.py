@@ -30,7 +30,7 @@ ROUTE_REPLIES = ["/stemserver/result", "/stemserver/done", "/stemserver/error", 
                  "/stemserver/registered"]
 REPLY_MESSAGES = ["result", "done", "servererror", "pong", "registered"]  # what the client calls them
 CLIENT_DESTINATIONS = ["osc", "listen", "audio", "light", "health", "info", "menu", "path", "stem", "groove",
-                       "loopend", "level"]
+                       "loopend", "rate", "level"]
 
 
 def js_io(filename: str) -> tuple[int, int]:
@@ -75,6 +75,7 @@ def object_io(text: str) -> tuple[int, list[str]]:
         "loadbang": lambda: (1, ["bang"]),
         "metro": lambda: (2, ["bang"]),
         "live.thisdevice": lambda: (1, ["bang", "int", "int"]),
+        "transport": lambda: (2, ["int", "int", "float", "float", "float", "", "int", "float", ""]),
         "s": lambda: (1, []),
         "r": lambda: (0, [""]),
         "+": lambda: (2, ["int"]),
@@ -218,6 +219,7 @@ def build() -> dict:
          items=["Input: Max (adc~)", ",", "Input: Live track (plugin~)"])
     p.obj("input-plus", "+ 1", 20, y + 150)
     p.obj("input-send", "s ---inputmode", 20, y + 180)
+    p.obj("input-msg", "prepend inputmode", 130, y + 210)
     p.obj("adc", "adc~ 1 2", 300, y + 120)
     p.obj("plugin", "plugin~", 400, y + 120)
     p.obj("select-l", "selector~ 2 1", 300, y + 180)
@@ -230,6 +232,7 @@ def build() -> dict:
     p.connect("in-live", 0, "input", 0)
     p.connect("input", 0, "input-plus", 0)
     p.connect("input-plus", 0, "input-send", 0)
+    p.connect("input-plus", 0, "input-msg", 0)  # the client sends Live's tempo only for Live's track
     p.connect("input-plus", 0, "select-l", 0)
     p.connect("input-plus", 0, "select-r", 0)
     p.connect("adc", 0, "select-l", 1)
@@ -268,9 +271,12 @@ def build() -> dict:
                   "without Return; the other text boxes take effect on Return. Server and its port: where stemserver "
                   "serve runs. Reply: the port this patch listens on (one per device). Stream: send the audio itself "
                   "(needed for a server on another machine). Nudge: ms added to the audition start (sound-card "
-                  "latency). Vol: audition level.", y + 200)
+                  "latency). Vol: audition level. Find also bangs transport: inside Live its tempo is the set's, and "
+                  "the client sends it with the query (in standalone Max the server estimates the tempo).", y + 200)
     p.ui("find", "textbutton", 230, y, 60, 22, present=(274, 28, 60, 20), text="Find")
-    p.obj("find-order", "t b b", 230, y + 30)
+    p.obj("find-order", "t b b b", 230, y + 30)
+    p.obj("transport", "transport", 440, y + 60, 120)
+    p.obj("tempo-msg", "prepend transporttempo", 440, y + 120)
     p.ui("instrument", "textedit", 20, y + 60, 150, 22, present=(72, 28, 136, 20), text="bass", keymode=1,
          lines=1, outputmode=1)
     p.obj("instrument-text", "route text", 20, y + 90)
@@ -280,6 +286,8 @@ def build() -> dict:
     p.ui("k", "number", 330, y + 60, 50, 22, present=(228, 28, 40, 20), minimum=1, maximum=100)
     p.obj("k-msg", "prepend k", 330, y + 120)
     p.connect("find", 0, "find-order", 0)
+    p.connect("find-order", 2, "transport", 0)
+    p.connect("transport", 4, "tempo-msg", 0)  # the tempo outlet
     p.connect("find-order", 1, "instrument", 0)
     p.connect("find-order", 0, "find-msg", 0)
     p.connect("instrument", 0, "instrument-text", 0)
@@ -328,8 +336,8 @@ def build() -> dict:
                   "answers, orange = it answers but something is wrong, red = silence.", y + 100)
     p.obj("client", f"js {CLIENT_JS}", 20, y, 200)
     p.obj("client-route", "route " + " ".join(CLIENT_DESTINATIONS), 20, y + 40, 760)
-    for key in ["instrument-msg", "find-msg", "k-msg", "host-msg", "port-msg", "reply-msg", "token-msg", "stream-msg",
-                "nudge-msg", "volume-msg", "tick"]:
+    for key in ["input-msg", "instrument-msg", "tempo-msg", "find-msg", "k-msg", "host-msg", "port-msg", "reply-msg",
+                "token-msg", "stream-msg", "nudge-msg", "volume-msg", "tick"]:
         p.connect(key, 0, "client", 0)
     p.connect("client", 0, "client-route", 0)
     out = {name: i for i, name in enumerate(CLIENT_DESTINATIONS)}
@@ -383,9 +391,11 @@ def build() -> dict:
     # --- 7. Results and audition -------------------------------------------------------------------
     y = p.section("7. RESULTS AND AUDITION. Pick a stem in the menu: its path shows below it (select it to copy it, "
                   "or find the file to drag it into Live), buffer~ ---stem loads it, and once it is loaded the client "
-                  "starts groove~ at offset_at_end_s plus the time since Find, so the stem plays in time with the "
-                  "music that has kept playing. The audition goes to dac~ (Max) or plugout~ (Live), where the track's "
-                  "own sound passes through unchanged.", y + 120)
+                  "starts groove~ at offset_at_end_s plus the time since Find times the stem's stretch, so the stem "
+                  "plays in time with the music that has kept playing. sig~ sets groove~'s speed to the stretch, "
+                  "time-stretched (@timestretch 1: the pitch stays), and pitchshiftcent transposes it into the mix's "
+                  "key. The audition goes to dac~ (Max) or plugout~ (Live), where the track's own sound passes "
+                  "through unchanged.", y + 120)
     p.ui("results", "umenu", 20, y, 330, 22, present=(6, 52, 330, 20))
     p.obj("select-msg", "prepend select", 20, y + 30)
     p.ui("path", "textedit", 20, y + 60, 440, 22, present=(6, 76, 438, 20), text="", readonly=1, lines=1)
@@ -409,7 +419,7 @@ def build() -> dict:
 
     p.obj("rate", "sig~ 1", 700, y)
     p.obj("input-receive", "r ---inputmode", 940, y)
-    p.obj("groove", "groove~ ---stem 2", 700, y + 60)
+    p.obj("groove", "groove~ ---stem 2 @timestretch 1", 700, y + 60, 220)
     p.obj("gain-l", "*~ 0.", 700, y + 100)
     p.obj("gain-r", "*~ 0.", 780, y + 100)
     p.obj("out-l", "gate~ 2 1", 700, y + 140)
@@ -418,6 +428,7 @@ def build() -> dict:
     p.obj("dac", "dac~ 1 2", 700, y + 190)
     p.obj("plugout", "plugout~", 840, y + 190)
     p.ui("audio-on", "ezdac~", 1060, y + 130, 40, 40, present=(610, 4, 24, 24))
+    p.connect("client-route", out["rate"], "rate", 0)
     p.connect("rate", 0, "groove", 0)
     p.connect("client-route", out["groove"], "groove", 0)
     p.connect("client-route", out["loopend"], "groove", 2)

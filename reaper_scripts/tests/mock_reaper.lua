@@ -83,6 +83,8 @@ function Mock.new(options)
     os = options.os or "linux-x86_64",
     script_path = options.script_path or "",
     time_selection = options.time_selection or { 0, 0 },
+    -- The project's tempo map: { {time_s, bpm}, ... } from time 0, each tempo held until the next.
+    tempo_map = options.tempo_map or { { 0, 120 } },
     render = copy(options.render or Mock.USER_RENDER_SETTINGS),
     ext = {},        -- ["section/key"] = value
     proj_ext = {},
@@ -154,6 +156,18 @@ function Mock.new(options)
   function r.GetSet_LoopTimeRange(is_set, is_loop, start_s, end_s, seek)
     assert(is_set == false and is_loop == false, "the scripts only read the time selection")
     return self.time_selection[1], self.time_selection[2]
+  end
+
+  -- Quarter notes from the project start to tpos: the integral of the (stepwise) tempo map.
+  function r.TimeMap2_timeToQN(proj, tpos)
+    assert(proj == 0 and type(tpos) == "number", "TimeMap2_timeToQN(0, seconds)")
+    local quarters, map = 0, self.tempo_map
+    for i, marker in ipairs(map) do
+      local from, till = marker[1], map[i + 1] and map[i + 1][1] or math.huge
+      if tpos <= from then break end
+      quarters = quarters + (math.min(tpos, till) - from) * marker[2] / 60
+    end
+    return quarters
   end
 
   function r.GetSetProjectInfo(proj, key, value, is_set)
@@ -273,7 +287,7 @@ function Mock.new(options)
   end
   function r.AddTakeToMediaItem(item)
     changed("AddTakeToMediaItem")
-    local take = { item = item, name = "", info = { D_STARTOFFS = 0 } }
+    local take = { item = item, name = "", info = { D_STARTOFFS = 0, D_PLAYRATE = 1, B_PPITCH = 0, D_PITCH = 0 } }
     item.takes[#item.takes + 1] = take
     return take
   end

@@ -170,6 +170,36 @@ T.test("interpret_explains_a_missing_executable", function()
   T.contains(why, "could not run")
   _, why = lib.interpret("2\nusage: stemserver query ... error: unrecognized arguments: --seconds\n", lib.DEFAULTS)
   T.contains(why, "did not accept its arguments")
+  _, why = lib.interpret("2\nusage: stemserver [-h] ...\nstemserver: error: unrecognized arguments: --tempo 120\n",
+                         lib.DEFAULTS)
+  T.contains(why, "older than these scripts")
+  T.contains(why, "--tempo 120")
   _, why = lib.interpret("-9\nKilled\n", lib.DEFAULTS)
   T.contains(why, "exit code -9")
+end)
+
+T.test("client_argv_sends_the_project_tempo_and_the_key_set_by_the_user", function()
+  local lib = T.lib()
+  local settings = { executable = "stemserver", server = "osc://127.0.0.1:9000", k = 10, timeout = 20, key = "" }
+  T.eq(lib.client_argv(settings, "/tmp/mix.wav", "bass", 123.456789), {
+    "stemserver", "query", "/tmp/mix.wav", "--instrument=bass", "-k", "10", "--server=osc://127.0.0.1:9000",
+    "--timeout", "20", "--seconds", "8", "--tempo", "123.457", "--json",
+  })
+  T.eq(lib.client_argv(settings, "/tmp/mix.wav", "bass", 96)[12], "--tempo")
+  T.eq(lib.client_argv(settings, "/tmp/mix.wav", "bass", 96)[13], "96")
+  for _, tempo in ipairs({ 19.9, 400.5 }) do  -- outside what the server takes: it estimates the tempo itself
+    T.eq(lib.client_argv(settings, "/tmp/mix.wav", "bass", tempo)[12], "--json", "no --tempo for " .. tempo)
+  end
+  settings.key = "F#m"
+  local argv = lib.client_argv(settings, "/tmp/mix.wav", "bass", 140)
+  T.eq({ table.unpack(argv, 12) }, { "--tempo", "140", "--key=F#m", "--json" })
+end)
+
+T.test("project_tempo_is_the_average_over_the_window", function()
+  local lib = T.lib()
+  Mock.install(Mock.new({ tempo_map = { { 0, 124 } } }))
+  T.near(lib.project_tempo(24, 32), 124, 1e-9, "a constant tempo")
+  Mock.install(Mock.new({ tempo_map = { { 0, 120 }, { 20, 90 } } }))
+  T.near(lib.project_tempo(16, 24), (4 * 120 + 4 * 90) / 8, 1e-9, "a tempo change halfway through the window")
+  T.near(lib.project_tempo(20, 28), 90, 1e-9, "after the change")
 end)

@@ -64,7 +64,11 @@ T.test("end_to_end_long_selection_places_the_window_at_its_end", function()
   T.eq(mock.renders[1].settings.RENDER_STARTPOS, 20)
   local take = mock.tracks[1].items[1].takes[1]
   T.eq(take.source.path:match("[^/]+$"), name)
-  T.near(take.info.D_STARTOFFS, offset - 4, 0.05, "4 s earlier at the selection start")
+  -- The take plays at the result's stretch (1 when the server gives none): 4 s of the timeline
+  -- before the window are 4 * rate s of the stem.
+  local rate = T.lib().playrate(T.lib().load_state().matches[1])
+  T.eq(take.info.D_PLAYRATE, rate)
+  T.near(take.info.D_STARTOFFS, offset - 4 * rate, 0.05, "4 s earlier at the selection start")
 end)
 
 T.test("end_to_end_server_not_running", function()

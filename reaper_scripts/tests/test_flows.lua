@@ -248,30 +248,40 @@ T.test("settings_default_values", function()
   local lib = T.lib()
   Mock.install(Mock.new())
   T.eq(lib.load_settings(), { server = "osc://127.0.0.1:9000", k = 10, instrument = "bass",
-                              executable = "stemserver", timeout = 20 })
+                              executable = "stemserver", timeout = 20, key = "", transpose = true })
 end)
 
 T.test("settings_dialog_checks_and_stores_the_values", function()
   local lib = T.lib()
   local mock = Mock.install(Mock.new({ inputs = {
-    "ftp://127.0.0.1:9000\n10\nbass\nstemserver\n20",
-    "ws://127.0.0.1:8765\nzero\nbass\nstemserver\n20",
-    " ws://127.0.0.1:8765 \n5\nnylon guitar\n/opt/stem server/bin/stemserver\n7.5",
+    "ftp://127.0.0.1:9000\n10\nbass\nstemserver\n20\n\nyes",
+    "ws://127.0.0.1:8765\nzero\nbass\nstemserver\n20\n\nyes",
+    "ws://127.0.0.1:8765\n5\nbass\nstemserver\n20\nH minor\nyes",
+    "ws://127.0.0.1:8765\n5\nbass\nstemserver\n20\nF#m\nmaybe",
+    " ws://127.0.0.1:8765 \n5\nnylon guitar\n/opt/stem server/bin/stemserver\n7.5\n F# minor \nNo",
   } }))
   run_script(mock, "settings")
-  T.eq(#mock.input_calls, 3, "asked again until the values are valid")
+  T.eq(#mock.input_calls, 5, "asked again until the values are valid")
+  T.eq(mock.input_calls[1].count, 7, "seven fields")
+  T.contains(mock.input_calls[1].captions, "Key of the mix")
   T.contains(mock.input_calls[1].captions, "separator=\n")
-  T.eq(mock.input_calls[1].defaults, "osc://127.0.0.1:9000\n10\nbass\nstemserver\n20", "current values")
-  T.eq(mock.input_calls[3].defaults, "ws://127.0.0.1:8765\nzero\nbass\nstemserver\n20", "the user's last try")
+  T.eq(mock.input_calls[1].defaults, "osc://127.0.0.1:9000\n10\nbass\nstemserver\n20\n\nyes", "current values")
+  T.eq(mock.input_calls[3].defaults, "ws://127.0.0.1:8765\nzero\nbass\nstemserver\n20\n\nyes",
+       "the user's last try")
   T.contains(mock.messages[1], "server address")
   T.contains(mock.messages[2], "whole number")
+  T.contains(mock.messages[3], "A minor, F# major")
+  T.contains(mock.messages[4], "yes or no")
   T.eq(mock.ext["stemserver/server"], "ws://127.0.0.1:8765")
   T.eq(mock.ext["stemserver/k"], "5")
   T.eq(mock.ext["stemserver/instrument"], "nylon guitar")
   T.eq(mock.ext["stemserver/executable"], "/opt/stem server/bin/stemserver")
   T.eq(mock.ext["stemserver/timeout"], "7.5")
+  T.eq(mock.ext["stemserver/key"], "F# minor")
+  T.eq(mock.ext["stemserver/transpose"], "no")
   T.eq(lib.load_settings(), { server = "ws://127.0.0.1:8765", k = 5, instrument = "nylon guitar",
-                              executable = "/opt/stem server/bin/stemserver", timeout = 7.5 })
+                              executable = "/opt/stem server/bin/stemserver", timeout = 7.5, key = "F# minor",
+                              transpose = false })
 end)
 
 T.test("settings_cancel_changes_nothing", function()
@@ -304,4 +314,111 @@ T.test("a_script_error_becomes_a_message", function()
   T.contains(mock.messages[1], "failed unexpectedly")
   T.contains(mock.messages[1], "boom")
   T.eq(mock.render, Mock.USER_RENDER_SETTINGS)
+end)
+
+-- A reply of a server that knows tempo and key (docs/protocol.md), as `stemserver query --json`
+-- prints it: a stem at 120 BPM for a 96 BPM project (stretch 0.8), a loop at 76.8 BPM (1.25) a
+-- fourth away in key, and a one-shot with neither.
+local TEMPO_KEY_REPLY = [[
+{
+  "id": "q7", "instrument": "bass", "query_seconds": 8.0,
+  "mix_tempo_bpm": 96.0, "mix_tempo_source": "client", "mix_key": "C major", "mix_key_source": "estimated",
+  "matches": [
+    {"rank": 1, "path": "DIR/funk 120bpm Am.wav", "score": 0.83, "offset_s": 9.0, "offset_at_end_s": 17.0,
+     "alignment_score": 0.41, "duration_s": 30.0, "window_start_s": 8.5, "loop": false, "label": "bass",
+     "sample_rate": 44100, "channels": 2, "tempo_bpm": 120.0, "key": "A minor", "bars": 15, "stretch": 0.8,
+     "transpose": 0, "key_relation": "relative", "offset_beats": 14.4, "offset_bars": 3.6},
+    {"rank": 2, "path": "DIR/sub loop.wav", "score": 0.77, "offset_s": 0.64, "offset_at_end_s": 0.64,
+     "alignment_score": 0.35, "duration_s": 1.92, "window_start_s": 0.0, "loop": true, "label": "bass",
+     "sample_rate": 44100, "channels": 1, "tempo_bpm": 76.8, "key": "D minor", "bars": 1, "stretch": 1.25,
+     "transpose": -5, "key_relation": "subdominant", "offset_beats": 0.8192, "offset_bars": 0.2048},
+    {"rank": 3, "path": "DIR/hit.wav", "score": 0.7, "offset_s": 11.2, "offset_at_end_s": 19.2,
+     "alignment_score": 0.3, "duration_s": 32.5, "window_start_s": 11.0, "loop": false, "label": "bass",
+     "sample_rate": 44100, "channels": 2, "tempo_bpm": null, "key": null, "bars": null, "stretch": null,
+     "transpose": null, "key_relation": null, "offset_beats": null, "offset_bars": null}
+  ],
+  "timings_ms": {"total": 21.5}
+}
+]]
+
+local function tempo_key_scenario(options)
+  local dir = T.tmpdir()
+  for _, name in ipairs({ "funk 120bpm Am.wav", "sub loop.wav", "hit.wav" }) do T.write(dir .. "/" .. name, "RIFF") end
+  local mock = Mock.install(Mock.new({
+    time_selection = { 20, 32 },  -- the window, 24..32, is 4 s in
+    tempo_map = options.tempo_map or { { 0, 96 } },
+    inputs = { "bass" },
+    menu_choice = options.menu_choice or 1,
+    exec = function() return "0\n" .. TEMPO_KEY_REPLY:gsub("DIR", dir) end,
+  }))
+  for key, value in pairs(options.settings or {}) do mock.ext["stemserver/" .. key] = value end
+  return mock, dir
+end
+
+T.test("find_sends_the_project_tempo_and_no_key_unless_one_is_set", function()
+  local mock = tempo_key_scenario({ tempo_map = { { 0, 120 }, { 28, 96 } } })
+  run_script(mock, "find")
+  T.eq(mock.messages, {})
+  T.contains(mock.exec_scripts[1], "'--seconds' '8' '--tempo' '108' '--json' 2>&1", "the tempo over 24..32 s")
+  T.ok(not mock.exec_scripts[1]:find("--key", 1, true), "the server estimates the key")
+
+  mock = tempo_key_scenario({ settings = { key = "Am" } })
+  run_script(mock, "find")
+  T.contains(mock.exec_scripts[1], "'--tempo' '96' '--key=Am' '--json'")
+end)
+
+T.test("find_inserts_the_stem_stretched_to_the_project_tempo", function()
+  local mock = tempo_key_scenario({})
+  run_script(mock, "find")
+  T.eq(mock.messages, {})
+  T.contains(mock.menus[1], "1. funk 120bpm Am.wav    score 0.83    offset 9.00 s    120 BPM x0.80    "
+                            .. "A minor (relative, +0 st)|")
+  T.contains(mock.menus[1], "|2. sub loop.wav    score 0.77    offset 0.64 s    (loop)    76.8 BPM x1.25    "
+                            .. "D minor (subdominant, -5 st)|")
+  T.contains(mock.menus[1], "|3. hit.wav    score 0.70    offset 11.20 s", "nothing known about the one-shot")
+  T.ok(mock.menus[1]:sub(-7) == "11.20 s", "and nothing after its offset")
+
+  local item, take = only_item(mock)
+  T.eq(take.info.D_PLAYRATE, 0.8, "playrate = stretch")
+  T.eq(take.info.B_PPITCH, 1, "pitch preserved")
+  T.eq(take.info.D_PITCH, 0, "already in the relative key")
+  T.eq(item.info.D_POSITION, 20)
+  T.near(take.info.D_STARTOFFS, 9.0 - 4 * 0.8, 1e-9, "offset_s reaches the window start 4 s later, at 0.8x")
+  T.near(item.info.D_LENGTH, 12, 1e-9, "the selection")
+  T.eq(item.info.B_LOOPSRC, 0)
+  T.eq(take.name, "funk 120bpm Am.wav (1/3)  120 BPM x0.80  A minor (relative, +0 st)")
+  T.eq(mock.changes_outside_undo, {})
+
+  run_script(mock, "next")
+  item, take = only_item(mock)
+  T.eq(take.info.D_PLAYRATE, 1.25, "the loop's own stretch")
+  T.eq(take.info.B_PPITCH, 1)
+  T.eq(take.info.D_PITCH, -5, "transposed into the mix's key")
+  T.eq(item.info.B_LOOPSRC, 1)
+  T.near(take.info.D_STARTOFFS, (0.64 - 4 * 1.25) % 1.92, 1e-9, "wrapped, in the loop's seconds")
+  T.near(item.info.D_LENGTH, 12, 1e-9)
+  T.eq(take.name, "sub loop.wav (2/3)  76.8 BPM x1.25  D minor (subdominant, -5 st)")
+
+  run_script(mock, "next")
+  item, take = only_item(mock)
+  T.eq(take.info.D_PLAYRATE, 1, "no tempo known: the stem's own speed")
+  T.eq(take.info.D_PITCH, 0, "no key known: not transposed")
+  T.near(take.info.D_STARTOFFS, 11.2 - 4, 1e-9, "placed as before")
+  T.near(item.info.D_LENGTH, 12, 1e-9)
+  T.eq(take.name, "hit.wav (3/3)")
+  T.eq(mock.messages, {})
+end)
+
+T.test("transpose_off_leaves_the_pitch_alone", function()
+  local mock = tempo_key_scenario({ menu_choice = 2, settings = { transpose = "no" } })
+  run_script(mock, "find")
+  local _, take = only_item(mock)
+  T.eq(take.info.D_PLAYRATE, 1.25, "still stretched")
+  T.eq(take.info.D_PITCH, 0, "not transposed")
+  T.eq(take.name, "sub loop.wav (2/3)  76.8 BPM x1.25  D minor (subdominant)")
+  mock.ext["stemserver/transpose"] = "yes"  -- Next and Previous follow the setting as it is now
+  run_script(mock, "previous")
+  run_script(mock, "next")
+  _, take = only_item(mock)
+  T.eq(take.info.D_PITCH, -5)
 end)
