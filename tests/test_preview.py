@@ -104,6 +104,19 @@ def test_the_onset_check_fails_for_a_stretch_or_offset_that_does_not_fit(click_t
     assert distance_to_nearest(onsets(rendered - mix, rate), onsets(mix, rate)).max() > 0.1
 
 
+def test_a_long_mix_stays_in_time_to_its_end():
+    # 40 s at 126 BPM against a stem at 120: stretch 1.05, where Rubber Band's R3 engine drifts 1.7 ms
+    # per second (70 ms off by the end); the preview's engine must not drift. The window starts at 32.2 s;
+    # offset 34.31 s puts the stem's position 0.5 s (a beat) at the mix's start, on its first beat.
+    rate = 16_000
+    mix = clicks(beats(126, 40.2), 40.2, rate)
+    stem = clicks(beats(120, 48.0), 48.0, rate)
+    layer = render_preview(np.zeros_like(mix), stem, rate, offset_s=34.31, stretch=1.05, seconds=8.0)
+    found, mix_beats = onsets(layer, rate), onsets(mix, rate)
+    assert len(found) == len(mix_beats) == 85
+    assert distance_to_nearest(found, mix_beats).max() < TOLERANCE_S
+
+
 def test_a_loop_repeats_over_the_whole_mix_in_phase_with_the_window():
     # A 1.2 s loop (shorter than the 8 s window) with one click 0.3 s in; at stretch 1.2 it lasts 1 s.
     # Offset 0 puts the loop's start on the window start (4 s), so its click sounds at 4.25 s, and
