@@ -205,6 +205,15 @@ def test_bad_audio_is_refused_naming_it(tmp_path: Path):
     assert not (tmp_path / "out.wav").exists()
 
 
+def test_without_pedalboard_a_stretch_says_what_to_install_and_an_unstretched_preview_still_renders(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # what `import pedalboard` finds: ImportError
+    rate = 16_000
+    mix, stem = np.zeros(8 * rate, np.float32), tone(440.0, 10.0, rate)
+    with pytest.raises(StemserverError, match=r"pip install 'stemserver\[preview\]'"):
+        render_preview(mix, stem, rate, stretch=1.2)
+    np.testing.assert_array_equal(render_preview(mix, stem, rate)[:, 0], stem[: 8 * rate])
+
+
 def test_pruning_keeps_the_newest_previews_and_nothing_else(tmp_path: Path):
     for i in range(5):
         (tmp_path / f"preview-{i}.wav").write_bytes(b"")
