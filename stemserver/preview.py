@@ -4,7 +4,8 @@ The timing is a query result's (stemserver.engine): `offset_s` is the stem posit
 unstretched seconds, that lines up with the START of the query window, the last `seconds` of the mix.
 At mix time t the stem therefore plays its position offset_s + (t - window_start) * stretch, before
 the window start too when the mix is longer than the window. A stem shorter than the window is a
-loop (as the engine decides) and repeats over the whole mix.
+loop (as the engine decides: shorter than the whole 160 ms columns of the window) and repeats over the
+whole mix.
 
 Time-stretch and pitch-shift are Rubber Band's, through Spotify's pedalboard (GPL-3.0; the optional
 extra `stemserver[preview]`, imported only when a preview is stretched): `stretch` > 1 plays the stem
@@ -27,13 +28,14 @@ import soxr
 from stemserver import audio
 from stemserver.errors import AudioError, StemserverError
 from stemserver.files import atomic_path
-from stemserver.window import QUERY_SECONDS
+from stemserver.window import QUERY_SECONDS, WINDOW_COLUMNS
 
 MIN_STRETCH, MAX_STRETCH = 0.25, 4.0
 MAX_TRANSPOSE = 12
 MAX_STEM_GAIN_DB = 24.0
 CONTEXT_S = 0.25  # of the stem on either side of what sounds, so Rubber Band's edges fall outside the mix
 PREVIEW_GLOB = "preview-*.wav"
+SECONDS_PER_COLUMN = QUERY_SECONDS / WINDOW_COLUMNS  # the query's time step: it sees whole columns of its window
 
 
 def check_settings(offset_s: float, stretch: float, transpose: int, seconds: float, stem_gain_db: float) -> None:
@@ -103,7 +105,7 @@ def _render(mix: np.ndarray, stem: np.ndarray, sample_rate: int, offset_s: float
     window = min(len(mix), int(seconds * sample_rate))  # the engine's window: the last `seconds`, or the whole mix
     window_start_s = (len(mix) - window) / sample_rate
     stem_s = len(stem) / sample_rate
-    loop = len(stem) < window
+    loop = stem_s < math.floor(window / sample_rate / SECONDS_PER_COLUMN + 1e-9) * SECONDS_PER_COLUMN  # as the engine
     if loop:
         offset_s %= stem_s
     elif offset_s > stem_s:

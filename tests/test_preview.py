@@ -132,6 +132,16 @@ def test_a_loop_repeats_over_the_whole_mix_in_phase_with_the_window():
     np.testing.assert_allclose(onsets(again, rate), 0.25 - 0.5 + np.arange(1, 13), atol=TOLERANCE_S)
 
 
+@pytest.mark.parametrize("stem_s, loop", [(4.95, True), (4.97, False)])
+def test_a_stem_is_a_loop_exactly_when_the_query_calls_it_one(stem_s, loop, tmp_path: Path):
+    # A 5 s window is 31 whole 160 ms columns, 4.96 s: the engine's `loop` is duration_s < 4.96.
+    rate = 16_000
+    soundfile.write(tmp_path / "mix.wav", tone(220.0, 6.0, rate), rate)
+    soundfile.write(tmp_path / "stem.wav", tone(330.0, stem_s, rate), rate)
+    summary = preview_file(tmp_path / "mix.wav", tmp_path / "stem.wav", tmp_path / "out.wav", seconds=5.0)
+    assert summary["loop"] is loop
+
+
 @pytest.mark.parametrize("transpose", [3, -5, 7])
 def test_transpose_moves_a_tones_pitch_by_its_semitones_and_stretch_keeps_it(transpose):
     rate = 22_050
