@@ -4,5 +4,5 @@
 # and indexes it. Arguments go to `stemserver serve` (e.g. --osc-port 9100, --library DIR).
 source "$(dirname "$0")/_setup.sh"
 install_system_packages ffmpeg:ffmpeg
-install_python_packages "text"
+install_python_packages "text,preview"
 exec "$VENV/bin/stemserver" serve "$@"

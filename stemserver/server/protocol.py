@@ -61,6 +61,7 @@ ERROR_CODES = {
     "too_large": "a message or upload over the size limit",
     "unknown_instrument": "an instrument name the model cannot embed (the message names close ones)",
     "no_capture": "a 'now' query, but the server was not started with --capture",
+    "not_in_library": "a preview whose stem is not a file of the server's library (use a result's path)",
     "library": "the library cannot be used (missing, empty, built with another model)",
     "busy": "the query queue is full: try again shortly",
     "shutting_down": "the server is stopping",
@@ -233,3 +234,46 @@ def checked_audio_path(path) -> Path:
         raise ProtocolError("bad_file", f"{path}: {stat.st_size >> 20} MiB is over the limit, {limit} MiB")
     return file
 
+
+
+class PreviewRequest(NamedTuple):
+    mix: Path
+    stem: Path
+    offset_s: float = 0.0
+    stretch: float = 1.0
+    transpose: int = 0
+    seconds: float = QUERY_SECONDS
+    stem_gain_db: float = 0.0
+
+
+PREVIEW_OPTIONS = ("seconds", "stem_gain_db")
+
+
+def preview_request(mix, stem, offset=0.0, stretch=1.0, transpose=0, options: dict | None = None) -> PreviewRequest:
+    """Validate a preview request of either protocol: two audio paths, a result's offset, stretch and transpose,
+    and the optional `seconds` (the query window) and `stem_gain_db`. Whether the stem is a library file is
+    the service's to check: it holds the library."""
+    from stemserver.preview import check_settings  # here: it imports numpy, and the client imports this module
+
+    options = dict(options or {})
+    unknown = [key for key in options if key not in PREVIEW_OPTIONS]
+    if unknown:
+        raise ProtocolError("bad_request", f"unknown preview option {_shown(unknown[0])}; known: "
+                                           f"{', '.join(PREVIEW_OPTIONS)}")
+    values = {"offset": offset, "stretch": stretch, "transpose": transpose, **options}
+    for name, value in values.items():
+        if not _is_number(value) or not math.isfinite(value):
+            raise ProtocolError("bad_request", f"preview {name} must be a finite number, got {_shown(value)}")
+    if transpose != int(transpose):
+        raise ProtocolError("bad_request", f"preview transpose must be whole semitones, got {_shown(transpose)}")
+    if not 2.0 <= options.get("seconds", QUERY_SECONDS) <= MAX_UPLOAD_SECONDS:  # the query's window
+        raise ProtocolError("bad_request", f"seconds must be from 2 to {MAX_UPLOAD_SECONDS:.0f}, the query's window, "
+                                           f"got {_shown(options['seconds'])}")
+    request = PreviewRequest(checked_audio_path(mix), checked_audio_path(stem), float(offset), float(stretch),
+                             int(transpose), float(options.get("seconds", QUERY_SECONDS)),
+                             float(options.get("stem_gain_db", 0.0)))
+    try:
+        check_settings(request.offset_s, request.stretch, request.transpose, request.seconds, request.stem_gain_db)
+    except StemserverError as e:
+        raise ProtocolError("bad_request", str(e)) from None
+    return request

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,21 @@ import numpy as np
 
 from stemserver import __version__, audio
 from stemserver.engine import Engine, Query, QueryResult
+from stemserver.preview import preview_file, prune_previews
 from stemserver.server.capture import LiveCapture
-from stemserver.server.protocol import PROTOCOL_VERSION, ProtocolError, QueryOptions, error_from_exception
+from stemserver.server.protocol import (
+    PROTOCOL_VERSION,
+    PreviewRequest,
+    ProtocolError,
+    QueryOptions,
+    error_from_exception,
+)
 from stemserver.server.worker import Worker
 
 log = logging.getLogger("stemserver.server")
+PREVIEW_FOLDER = "previews"  # in the library folder: the server owns it
+PREVIEWS_KEPT = 32  # older previews are deleted, so they cannot fill the disk
+MAX_PREVIEWS = 2  # rendering at once; more get busy (each is seconds of Rubber Band on a CPU core)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class Service:
         self.started = time.time()
         self.answered = 0
         self.stopped = False
+        self.previews = 0  # rendering now (changed on the event loop only)
 
     def start(self) -> None:
         self.worker.start()
@@ -131,3 +143,30 @@ class Service:
 
     def instruments(self) -> list[str]:
         return self.engine.known_instruments()
+
+    async def preview(self, request: PreviewRequest) -> dict:
+        """Render a preview of a library stem into the library's previews folder and say where (off the event
+        loop: it decodes and stretches audio). Raises ProtocolError."""
+        library_paths = {record.path for record in self.engine.index.files.values()}
+        if str(request.stem) not in library_paths:  # a preview must not read out any file the server can
+            raise ProtocolError("not_in_library", f"{request.stem} is not a file of this server's library: preview "
+                                                  "a stem a query returned, by its path")
+        if self.stopped:
+            raise ProtocolError("shutting_down", "the server is stopping")
+        if self.previews >= MAX_PREVIEWS:
+            raise ProtocolError("busy", f"{MAX_PREVIEWS} previews are already rendering; try again when one is done")
+        self.previews += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self._render_preview, request)
+        except Exception as e:
+            raise error_from_exception(e) from e
+        finally:
+            self.previews -= 1
+
+    def _render_preview(self, request: PreviewRequest) -> dict:
+        folder = self.engine.library_dir.absolute() / PREVIEW_FOLDER
+        out = folder / f"preview-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.wav"
+        summary = preview_file(request.mix, request.stem, out, request.offset_s, request.stretch, request.transpose,
+                               request.seconds, request.stem_gain_db, self.engine.settings.max_audio_seconds)
+        prune_previews(folder, PREVIEWS_KEPT)
+        return summary

@@ -21,10 +21,12 @@ from websockets.exceptions import ConnectionClosed
 from stemserver.server.messages import result_message
 from stemserver.server.protocol import (
     MAX_UPLOAD_SECONDS,
+    PREVIEW_OPTIONS,
     ProtocolError,
     checked_audio_path,
     log_failure,
     pcm_to_samples,
+    preview_request,
     query_options,
 )
 from stemserver.server.security import host_refusal, origin_refusal, parse_origin, token_matches, token_presented
@@ -33,7 +35,7 @@ from stemserver.window import QUERY_SECONDS
 
 log = logging.getLogger("stemserver.server")
 MAGIC = b"SSQ1"
-MESSAGE_TYPES = ("ping", "status", "instruments", "reload", "query", "query_file", "query_now")
+MESSAGE_TYPES = ("ping", "status", "instruments", "reload", "query", "query_file", "query_now", "preview")
 MAX_MESSAGE_BYTES = int(MAX_UPLOAD_SECONDS * 48_000 * 2 * 4) + 64 * 1024
 MAX_JSON_DEPTH = 32  # lists and objects within lists and objects; a message needs 3
 TOO_DEEP = f"lists and objects nested more than {MAX_JSON_DEPTH} deep"
@@ -139,6 +141,11 @@ class WebSocketServer:
         elif kind == "query_now":
             self._spawn(connection, message, self._query(connection, request_id, AudioSource(live=True),
                                                          _options(message)))
+        elif kind == "preview":
+            request = preview_request(message.get("mix"), message.get("stem"), message.get("offset", 0.0),
+                                      message.get("stretch", 1.0), message.get("transpose", 0),
+                                      {key: message[key] for key in PREVIEW_OPTIONS if key in message})
+            self._spawn(connection, message, self._preview(connection, request_id, request))
         else:
             raise ProtocolError("unknown_address", f"unknown message type {kind!r}: one of {', '.join(MESSAGE_TYPES)}")
         return None
@@ -171,6 +178,9 @@ class WebSocketServer:
 
     async def _reload(self, connection, request_id) -> None:
         await self._send(connection, {"type": "reloaded", "id": request_id, **await self.service.reload()})
+
+    async def _preview(self, connection, request_id, request) -> None:
+        await self._send(connection, {"type": "preview", "id": request_id, **await self.service.preview(request)})
 
     async def _fail(self, connection, request_id, error: Exception) -> None:
         error = log_failure(connection.remote_address, request_id, error)
