@@ -1,23 +1,23 @@
 """Tempo and key from the audio, where a file states neither (stemserver.tags), and for every mix.
 
-Tempo: librosa's onset strength (spectral flux on a mel spectrogram, 8 ms hops), its
-autocorrelation summed at each lag's first four multiples (a comb: the beat's multiples are
+Tempo: librosa's onset strength (spectral flux on a mel spectrogram, 8 ms hops) and its
+autocorrelation, summed at each lag's first four multiples (a comb: the beat's multiples are
 periods too, a dotted or triplet period's are not) and weighted by a log-normal prior around 120
-BPM (as librosa.feature.tempo weights it, Ellis 2007), then the peak refined between lags, so a loop's 124 BPM is not read as 125. A file
-whose length is a whole number of 4-beat bars at a tempo within 2 % of that estimate is a loop:
-the length gives its tempo exactly, and its bar count. The confidence is the autocorrelation at the
-beat lag (0..1); below MIN_TEMPO_CONFIDENCE, or for audio shorter than MIN_TEMPO_SECONDS (a
-one-shot), there is no tempo.
+BPM (as librosa.feature.tempo weights it, Ellis 2007); the peak is refined between lags, so a
+loop's 124 BPM is not read as 125. A file whose length is a whole number of 4-beat bars at a tempo
+within 2 % of that estimate is a loop: the length gives its tempo exactly, and its bar count. The
+confidence is the autocorrelation at the beat lag (0..1); below MIN_TEMPO_CONFIDENCE, or for audio
+shorter than MIN_TEMPO_SECONDS (a one-shot), there is no tempo.
 
-Key: the mean constant-Q chroma of the harmonic part (librosa's median-filter separation, on
-the constant-Q spectrum, takes the drums out) correlated with the 24 rotations of a key profile: Temperley's (2001) by default,
-Krumhansl and Kessler's probe-tone ratings as the alternative the benchmark compares.
-The confidence is the best correlation; below MIN_KEY_CONFIDENCE, or with a chroma flatter than
-MAX_CHROMA_FLATNESS (drums, noise), there is no key.
+Key: the mean chroma of the harmonic part of the constant-Q spectrum (librosa's median-filter
+separation takes the drums out), correlated with the 24 rotations of a key profile: Temperley's
+(2001) by default, Krumhansl and Kessler's probe-tone ratings as the alternative the benchmark
+compares. The confidence is the best correlation; below MIN_KEY_CONFIDENCE, or with a chroma
+flatter than MAX_CHROMA_FLATNESS (drums, noise), there is no key.
 
 `TEMPO_METHODS` and `KEY_PROFILES` name the estimators `benchmarks/music_accuracy.py` compares.
 librosa (ISC licence) is imported on first use: its first call in a process compiles and loads
-code for about two seconds, which `warm_up` pays at a server's start instead of its first query.
+code for about two seconds, which `warm_up` pays at an engine's start instead of its first query.
 """
 
 from __future__ import annotations

@@ -558,9 +558,9 @@ class Library:
         report.analysed += 1
 
     def _write_music(self, key: str, facts: MusicFacts) -> None:
-        columns = list(MusicFacts._fields)
-        self._sql(f"INSERT OR REPLACE INTO music (path, {', '.join(columns)}) VALUES ({', '.join('?' * (len(columns) + 1))})",
-                  (key, *(getattr(facts, c) for c in columns)))
+        places = ", ".join("?" * (len(MusicFacts._fields) + 1))
+        self._sql(f"INSERT OR REPLACE INTO music (path, {', '.join(MusicFacts._fields)}) VALUES ({places})",
+                  (key, *facts))
 
     def _write_embedding(self, sha256: str, columns: np.ndarray, embedded: StemEmbedding | None) -> None:
         """The windows and instrument first: a crash before the columns leaves them without

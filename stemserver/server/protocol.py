@@ -140,7 +140,8 @@ def query_options(instrument, k=10, seconds=QUERY_SECONDS, filters: dict | None 
         raise ProtocolError("bad_request", f"tempo must be the mix's BPM, from {MIN_MIX_BPM:.0f} to "
                                            f"{MAX_MIX_BPM:.0f}, got {_shown(tempo)}")
     if key is not None and (not isinstance(key, str) or parse_key(key, bare_tonic=True) is None):
-        raise ProtocolError("bad_request", f"key must be a key such as 'A minor', 'F#m' or 'Bb major', got {_shown(key)}")
+        raise ProtocolError("bad_request",
+                            f"key must be a key such as 'A minor', 'F#m' or 'Bb major', got {_shown(key)}")
     return QueryOptions(instrument.strip(), int(k), float(seconds), parse_filters(filters or {}),
                         None if tempo is None else float(tempo), key)
 
