@@ -106,8 +106,9 @@ def _library_verb(verbs, common: argparse.ArgumentParser) -> None:
                                "files (all must be in the library, else nothing is removed); verify: check the "
                                "database, every embedding and source file, and the search index (exit 1 on any "
                                "problem); repair: rebuild what verify finds damaged from what can still be read "
-                               "(never touches your audio).")
-    library.add_argument("action", choices=["stats", "list", "remove", "verify", "repair"])
+                               "(never touches your audio); upgrade: add the tempo, key and bars of files indexed "
+                               "before stemserver kept them (decodes them again, embeds nothing again).")
+    library.add_argument("action", choices=["stats", "list", "remove", "verify", "repair", "upgrade"])
     library.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files to remove (with remove)")
     library.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
     library.add_argument("--checkpoint", type=Path, help="with repair: the model that embeds damaged files again; "
@@ -386,6 +387,10 @@ def _library(args: argparse.Namespace) -> int:
                 index = result["index"]
                 text += "\nindex: " + ("none" if index is None else index.get("error") or
                                        f"generation {index['generation']}, {index['windows']} windows")
+            elif args.action == "upgrade":
+                result = {"analysed": library.add_missing_music(progress=not args.json)}
+                text = (f"added tempo, key and bars to {result['analysed']} file(s)" if result["analysed"]
+                        else f"nothing to upgrade: every file of {root} has its tempo, key and bars")
             elif args.action == "list":
                 files = library.files()
                 names = _predicted_instruments(library, files, settings)
@@ -396,7 +401,7 @@ def _library(args: argparse.Namespace) -> int:
                                   f"{_listed_tempo(r):>14}  {r['key'] or '-':9}  {r['path']}" for r in result)
                 if len(facts) < len(files):
                     text += (f"\n{len(files) - len(facts)} file(s) indexed before tempo and key were kept: "
-                             "run `stemserver index` on their folders to add them (nothing is embedded again)")
+                             "`stemserver library upgrade` adds them (nothing is embedded again)")
             else:
                 if not args.paths:
                     raise StemserverError("library remove needs the paths of the files to forget")

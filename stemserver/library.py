@@ -20,8 +20,8 @@
 Each file's tempo, key and bar count (table `music`, by path: a name can state them) come from
 its tags and name first, else from its audio (stemserver.tags, stemserver.estimate), with the
 source of each value. A library made before they existed (format 1) is upgraded in place when
-opened: the table is added, and the next scan fills it for files already indexed by decoding
-them again, without embedding them again.
+opened: the table is added, and the next scan (or `add_missing_music`, `stemserver library
+upgrade`) fills it for files already indexed by decoding them again, without embedding them again.
 
 A scan commits one file at a time (embedding written atomically first, then its row), so a scan
 that is interrupted, or crashes, resumes where it stopped and never leaves a row without its
@@ -542,18 +542,29 @@ class Library:
         else:
             report.added += 1
 
+    def add_missing_music(self, sample_rate: int = audio.SAMPLE_RATE, max_duration_s: float = audio.MAX_DURATION_S,
+                          progress: bool = True) -> int:
+        """Analyse every file indexed before the music facts existed (the upgrade of a format-1
+        library); returns how many. A scan does the same for the files under its folders."""
+        missing = [Path(row[0]) for row in
+                   self._sql("SELECT path FROM files WHERE path NOT IN (SELECT path FROM music) ORDER BY id")]
+        report = ScanReport()
+        for path in tqdm(missing, desc="tempo and key", unit="file", disable=not progress or None):
+            self._analyse(path, sample_rate, max_duration_s, report)
+        return report.analysed
+
     def _facts(self, path: Path, sample_rate: int, max_duration_s: float, duration_s: float) -> MusicFacts:
         """The file's tempo, key and bars, decoding it only when its tags and name do not state both."""
         return file_facts(path, lambda: audio.load(path, sample_rate, max_duration_s)[0], sample_rate, duration_s)
 
     def _analyse(self, path: Path, sample_rate: int, max_duration_s: float, report: ScanReport) -> None:
-        """Add the music facts of a file indexed before they existed (no embedding); a file that cannot
-        be decoded now keeps its embedding and gets empty facts, so it is not retried on every scan."""
+        """Add the music facts of a file indexed before they existed (no embedding). A file that cannot
+        be read now (an unmounted drive) keeps its embedding and is analysed when it can be."""
         row = self._one("SELECT duration_s FROM files WHERE path = ?", (str(path),))
         try:
             facts = self._facts(path, sample_rate, max_duration_s, row[0])
         except (StemserverError, OSError):
-            facts = MusicFacts()
+            return
         self._write_music(str(path), facts)
         report.analysed += 1
 
@@ -592,4 +603,5 @@ class Library:
             "audio_hours": round(sum(f.duration_s for f in files) / 3600, 3),
             "checkpoint": self.meta("checkpoint_name"),
             "embedding_bytes": embedding_bytes,
+            "without_tempo_and_key": len(files) - self._one("SELECT COUNT(*) FROM music")[0],
         }

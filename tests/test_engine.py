@@ -243,7 +243,15 @@ def test_the_cli_indexes_queries_and_manages_a_library(tmp_path: Path, identity_
     assert len(matches) == 1 and Path(matches[0]["path"]).name == "line1.flac"
     assert matches[0]["offset_s"] == pytest.approx(9.6, abs=0.02)
     table = stemserver("query", str(tmp_path / "mix.wav"), "-i", "bass", *common)
-    assert len(table.stdout.splitlines()) == 5 and "ms:" in table.stdout  # header, 3 stems, timings
+    lines = table.stdout.splitlines()  # the mix's tempo and key, a header, 3 stems, timings
+    assert len(lines) == 6 and lines[0].startswith("mix: ") and "stretch" in lines[1] and "ms:" in lines[-1]
+    stated = stemserver("query", str(tmp_path / "mix.wav"), "-i", "bass", *common, "--tempo", "96", "--key", "Am",
+                        "--max-stretch", "1.5", "--key-compatible", "--json")
+    assert stated.returncode == 0, stated.stderr
+    assert (json.loads(stated.stdout)["mix_tempo_bpm"], json.loads(stated.stdout)["mix_key"]) == (96.0, "A minor")
+    for flag, value in (("--tempo", "5"), ("--key", "H minor"), ("--max-stretch", "0.5")):
+        refused = stemserver("query", str(tmp_path / "mix.wav"), "-i", "bass", *common, flag, value)
+        assert refused.returncode == 2 and flag in refused.stderr, refused.stderr
 
     library = ["--library", str(tmp_path / "lib")]
     assert json.loads(stemserver("library", "stats", *library, "--json").stdout)["files"] == 3

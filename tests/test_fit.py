@@ -89,6 +89,23 @@ def test_a_library_made_before_tempo_and_key_is_upgraded_in_place_without_embedd
     assert facts_by_name(root)["Bass_100_Am_01.wav"].key == "A minor"
 
 
+def test_library_upgrade_analyses_every_file_without_facts_and_skips_unreadable_ones(
+        tmp_path: Path, identity_checkpoint: Path):
+    samples = write_samples(tmp_path / "samples")
+    root = build_library(samples, tmp_path / "library", identity_checkpoint)
+    with sqlite3.connect(root / "library.sqlite") as db:
+        db.execute("DELETE FROM music")
+    db.close()
+    (samples / "hit.wav").rename(tmp_path / "hit.wav")  # on a drive that is not mounted now
+    with Library(root) as library:
+        assert library.stats()["without_tempo_and_key"] == 5
+        assert library.add_missing_music(progress=False) == 4
+        assert library.stats()["without_tempo_and_key"] == 1
+        (tmp_path / "hit.wav").rename(samples / "hit.wav")
+        assert library.add_missing_music(progress=False) == 1 and library.add_missing_music(progress=False) == 0
+    assert facts_by_name(root)["Lead_128_F#m.wav"][:4] == (128.0, 1.0, "name", "F# minor")
+
+
 def test_a_newer_library_format_is_refused(tmp_path: Path, identity_checkpoint: Path):
     root = build_library(write_samples(tmp_path / "samples"), tmp_path / "library", identity_checkpoint)
     with sqlite3.connect(root / "library.sqlite") as db:

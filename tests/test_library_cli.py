@@ -72,3 +72,30 @@ def test_library_remove_of_an_unknown_path_removes_nothing_and_names_it(indexed:
     result = stemserver("library", "remove", str(known), *indexed["library"], "--json")
     assert result.returncode == 0 and json.loads(result.stdout) == {"removed": 1}
     assert listed(indexed) == ["b.wav"]
+
+
+def test_library_list_shows_tempo_and_key_and_upgrade_fills_a_library_made_before_them(tmp_path: Path,
+                                                                                      identity_checkpoint: Path):
+    import sqlite3
+
+    root = tmp_path / "samples"
+    root.mkdir()
+    soundfile.write(root / "Bass_124_Fmin_03.wav", melody(3.0, 1), 16_000)
+    library = ["--library", str(tmp_path / "lib")]
+    result = stemserver("index", str(root), *library, "--checkpoint", str(identity_checkpoint), "--device", "cpu",
+                        "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(stemserver("library", "list", *library, "--json").stdout)
+    assert (row["tempo_bpm"], row["tempo_source"], row["key"], row["key_source"], row["analysed"]) == \
+        (124.0, "name", "F minor", "name", True)
+    assert "124.0 BPM" in stemserver("library", "list", *library).stdout
+    with sqlite3.connect(tmp_path / "lib" / "library.sqlite") as db:  # as a format-1 library holds it
+        db.execute("DROP TABLE music")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.close()
+    listing = stemserver("library", "list", *library)
+    assert "1 file(s) indexed before tempo and key" in listing.stdout and "library upgrade" in listing.stdout
+    result = stemserver("library", "upgrade", *library, "--json")
+    assert result.returncode == 0 and json.loads(result.stdout) == {"analysed": 1}, result.stderr
+    assert json.loads(stemserver("library", "list", *library, "--json").stdout)[0]["key"] == "F minor"
+    assert "nothing to upgrade" in stemserver("library", "upgrade", *library).stdout

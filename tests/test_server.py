@@ -31,6 +31,7 @@ from stemserver import __version__
 from stemserver.index import build_index
 from stemserver.library import Library
 from stemserver.server.osc import osc_message
+from stemserver.server.protocol import RESULT_FIELDS
 from stemserver.server.websocket import MESSAGE_TYPES
 
 RATE = 16_000
@@ -707,3 +708,30 @@ def test_a_port_in_use_is_a_clear_error(server, identity_checkpoint: Path, libra
                                 env={**os.environ, "STEMSERVER_CONFIG": ""})
         assert result.returncode == 1, result.stderr
         assert "is another stemserver running" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_mix_tempo_and_key_travel_over_osc_and_come_back_in_done(osc, tmp_path: Path):
+    write_mix(tmp_path / "mix.wav", seed=2, shift_s=4.8)
+    osc.send("/stemserver/query/file", "t1", str(tmp_path / "mix.wav"), "bass", 2, "tempo", 124, "key", "F#m",
+             "key_compatible", 1)
+    replies = osc.until("t1")
+    results = results_of(replies)
+    assert len(results) >= 1 and all(len(args) == 1 + len(RESULT_FIELDS) for args in results)
+    done = replies[-1][1]
+    assert done[3] == pytest.approx(124.0) and done[4] == "F# minor"
+    osc.send("/stemserver/query/file", "t2", str(tmp_path / "mix.wav"), "bass", 2, "tempo", 1000.0)
+    address, args = osc.until("t2")[-1]
+    assert (address, args[0], args[1]) == ("/stemserver/error", "t2", "bad_request") and "tempo" in args[2]
+
+
+def test_the_mix_tempo_and_key_travel_over_websocket(server):
+    mix = melody(20.0, 3)[int(9.6 * RATE) : int(17.6 * RATE)]
+    header = {"type": "query", "id": "t3", "instrument": "bass", "k": 2, "sample_rate": RATE, "channels": 1,
+              "format": "float32", "tempo": 96, "filters": {"max_stretch": 1.5}}
+    reply = ws_query(server.ws, header, mix.astype("<f4").tobytes())
+    assert reply["type"] == "result" and (reply["mix_tempo_bpm"], reply["mix_tempo_source"]) == (96.0, "client")
+    assert reply["mix_key_source"] in ("estimated", None)  # not stated: the server's own estimate, if any
+    assert all({"tempo_bpm", "key", "stretch", "transpose", "key_relation", "offset_beats"} <= set(m)
+               for m in reply["matches"])
+    bad = ws_query(server.ws, {**header, "id": "t4", "key": "H minor"}, mix.astype("<f4").tobytes())
+    assert (bad["type"], bad["id"], bad["code"]) == ("error", "t4", "bad_request")
