@@ -6,7 +6,7 @@ periods too, a dotted or triplet period's are not) and weighted by a log-normal 
 BPM (as librosa.feature.tempo weights it, Ellis 2007); the peak is refined between lags, so a
 loop's 124 BPM is not read as 125. A file whose length is a whole number of 4-beat bars at a tempo
 within 2 % of that estimate is a loop: the length gives its tempo exactly, and its bar count. The
-confidence is the autocorrelation at the beat lag (0..1); below MIN_TEMPO_CONFIDENCE, or for audio
+confidence is the comb at the beat lag (0..1); below MIN_TEMPO_CONFIDENCE, or for audio
 shorter than MIN_TEMPO_SECONDS (a one-shot), there is no tempo.
 
 Key: the mean chroma of the harmonic part of the constant-Q spectrum (librosa's median-filter
@@ -112,17 +112,18 @@ def estimate_tempo(samples: np.ndarray, sample_rate: int, method: str = "autocor
         return None, 0.0
     envelope = onset_envelope(samples, sample_rate)
     correlation = _autocorrelation(envelope)
+    comb = _comb(correlation)
     frame_rate = sample_rate / HOP
     if method == "librosa-tempo":
         import librosa
 
         bpm = float(librosa.feature.tempo(onset_envelope=envelope, sr=sample_rate, hop_length=HOP)[0])
     else:
-        bpm = _weighted_peak(correlation, frame_rate)
+        bpm = _weighted_peak(correlation, comb, frame_rate)
     if bpm is None:
         return None, 0.0
     lag = int(round(60.0 * frame_rate / bpm))
-    confidence = float(np.clip(correlation[max(lag - 1, 1):lag + 2].max(), 0.0, 1.0)) if lag < len(correlation) else 0.0
+    confidence = float(np.clip(comb[lag], 0.0, 1.0)) if lag < len(comb) else 0.0
     return (bpm, confidence) if confidence >= MIN_TEMPO_CONFIDENCE else (None, confidence)
 
 
@@ -144,20 +145,25 @@ def _autocorrelation(envelope: np.ndarray) -> np.ndarray:
     return correlation / correlation[0] if correlation[0] > 0 else np.zeros_like(correlation)
 
 
-def _weighted_peak(correlation: np.ndarray, frame_rate: float) -> float | None:
-    """The BPM of the autocorrelation's highest peak under the log-normal tempo prior, interpolated
-    between lags (a parabola through the peak and its neighbours)."""
+def _comb(correlation: np.ndarray) -> np.ndarray:
+    """At each lag, the mean autocorrelation at its first COMB_MULTIPLES multiples: a beat period's
+    multiples are periods too; a dotted or triplet period's mostly are not. The k-th multiple of a
+    whole lag may miss a sharp peak by k/2 lags: each is read as the largest within that."""
+    lags = np.arange(len(correlation), dtype=np.float64)
+    positive = np.maximum(correlation, 0)
+    return np.mean([np.interp(lags * k, lags, maximum_filter1d(positive, size=k + 1 + k % 2), right=0.0)
+                    for k in COMB_MULTIPLES], axis=0)
+
+
+def _weighted_peak(correlation: np.ndarray, comb: np.ndarray, frame_rate: float) -> float | None:
+    """The BPM of the comb's highest peak under the log-normal tempo prior, interpolated between lags
+    (a parabola through the autocorrelation's peak and its neighbours)."""
     lags = np.arange(len(correlation), dtype=np.float64)
     usable = (lags >= 60.0 * frame_rate / MAX_BPM) & (lags <= 60.0 * frame_rate / MIN_BPM) & (lags < len(lags) / 2)
     if usable.sum() < 3:
         return None
     bpm = 60.0 * frame_rate / np.maximum(lags, 1)
     prior = np.exp(-0.5 * (np.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
-    positive = np.maximum(correlation, 0)
-    # A beat period's multiples are periods too; a dotted or triplet period's mostly are not. The k-th
-    # multiple of a whole lag may miss a sharp peak by k/2 lags: each is read as the largest within that.
-    comb = np.mean([np.interp(lags * k, lags, maximum_filter1d(positive, size=k + 1 + k % 2), right=0.0)
-                    for k in COMB_MULTIPLES], axis=0)
     weighted = np.where(usable, comb * prior, -1)
     peak = int(np.argmax(weighted))
     if weighted[peak] <= 0:
