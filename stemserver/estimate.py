@@ -10,8 +10,9 @@ confidence is the comb at the beat lag (0..1); below MIN_TEMPO_CONFIDENCE, or fo
 shorter than MIN_TEMPO_SECONDS (a one-shot), there is no tempo.
 
 Key: the mean chroma of the harmonic part of the constant-Q spectrum (librosa's median-filter
-separation takes the drums out), correlated with the 24 rotations of a key profile: Temperley's
-(2001) by default, Krumhansl and Kessler's probe-tone ratings as the alternative the benchmark
+separation takes the drums out), scored against the 24 rotations of a key profile: by default one
+trained on the popular corpus's train split (TRAINED_PROFILES), with Temperley's (2001) and
+Krumhansl and Kessler's probe-tone profiles (correlations) as the published ones the benchmark
 compares. The confidence is the best correlation; below MIN_KEY_CONFIDENCE, with a chroma flatter
 than MAX_CHROMA_FLATNESS, or with less than MIN_HARMONIC_SHARE of the spectrum harmonic (drums,
 noise, effects: on the popular corpus, 90 % of drum stems hold less than 0.25, every mix more than
@@ -57,6 +58,18 @@ KEY_PROFILES = {
     "temperley": (np.array([5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0]),
                   np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0])),
 }
+# Trained on 200 songs of the popular corpus's train split (tools/learn_key_profiles.py): weights on the
+# standardised chroma, one per pitch class above the tonic, chosen so the true key scores highest of
+# the 24 (a softmax over them); scaled so the scores read like the correlations above. Chosen as the
+# default on the valid split (MIREX 0.79 against Krumhansl's 0.60 and Temperley's 0.49).
+TRAINED_PROFILES = {
+    "popular-trained": (np.array([2.009, -0.83, -0.035, -0.981, 0.906, 0.464, -1.217, 0.9, -0.524, 0.336, -1.239,
+                                  0.211]),
+                        np.array([2.434, -1.314, 0.094, 1.26, -1.448, -0.009, -0.519, 0.89, -0.205, -0.405, -0.117,
+                                  -0.661])),
+}
+KEY_PROFILES.update(TRAINED_PROFILES)
+DEFAULT_KEY_PROFILE = "popular-trained"
 
 
 def file_facts(path: str | Path, samples: np.ndarray | Callable[[], np.ndarray], sample_rate: int,
@@ -85,7 +98,7 @@ def whole_bars(duration_s: float, bpm: float, tolerance: float = 0.01) -> int | 
 
 
 def estimate_facts(samples: np.ndarray, sample_rate: int, loop_grid: bool = True,
-                   tempo_method: str = "autocorrelation", key_profile: str = "temperley") -> MusicFacts:
+                   tempo_method: str = "autocorrelation", key_profile: str = DEFAULT_KEY_PROFILE) -> MusicFacts:
     """Tempo (with bars, for a loop, when `loop_grid`) and key of mono `samples`; None where the audio
     has none (see the module's thresholds). A mix is not a loop: its queries pass loop_grid=False."""
     duration_s = len(samples) / sample_rate
@@ -190,12 +203,40 @@ def snap_to_loop(duration_s: float, bpm: float) -> tuple[float, int | None]:
     return grid_bpm, bars
 
 
-def estimate_key(samples: np.ndarray, sample_rate: int, profile: str = "temperley") -> tuple[Key | None, float]:
-    """(the best-correlated major or minor key or None, the correlation)."""
+def estimate_key(samples: np.ndarray, sample_rate: int, profile: str = DEFAULT_KEY_PROFILE
+                 ) -> tuple[Key | None, float]:
+    """(the best-scoring major or minor key or None, its score: the correlation of the chroma with a
+    published profile, or a trained profile's weighted sum on the same scale)."""
     if profile not in KEY_PROFILES:
         raise ValueError(f"key profile {profile!r}; known: {', '.join(KEY_PROFILES)}")
     if len(samples) < MIN_KEY_SECONDS * sample_rate or not np.any(samples):
         return None, 0.0
+    chroma, harmonic_share = harmonic_chroma(samples, sample_rate)
+    if not np.all(np.isfinite(chroma)) or chroma.std() == 0:
+        return None, 0.0
+    flatness = float(np.exp(np.log(chroma + 1e-9).mean()) / (chroma.mean() + 1e-9))
+    best, best_r = None, -np.inf
+    standard = (chroma - chroma.mean()) / chroma.std()
+    for mode, weights in zip(("major", "minor"), _key_weights(profile)):
+        for tonic in range(12):
+            r = float(np.dot(np.roll(standard, -tonic), weights) / 12)
+            if r > best_r:
+                best, best_r = Key(tonic, mode), r
+    tonal = best_r >= MIN_KEY_CONFIDENCE and flatness < MAX_CHROMA_FLATNESS and harmonic_share >= MIN_HARMONIC_SHARE
+    return (best, best_r) if tonal else (None, best_r)
+
+
+def _key_weights(profile: str) -> tuple[np.ndarray, np.ndarray]:
+    """Weights whose dot product with the standardised chroma, over 12, is the Pearson correlation with
+    a published profile (its standardised values), or a trained profile's score (its weights as they are)."""
+    if profile in TRAINED_PROFILES:
+        return TRAINED_PROFILES[profile]
+    return tuple((p - p.mean()) / p.std() for p in KEY_PROFILES[profile])
+
+
+def harmonic_chroma(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+    """The mean chroma (12,) of the harmonic part of the constant-Q spectrum, and the share of the
+    spectrum that part holds."""
     import librosa
 
     with warnings.catch_warnings():  # its lowest octaves, decimated, are shorter than their FFT: expected
@@ -203,20 +244,8 @@ def estimate_key(samples: np.ndarray, sample_rate: int, profile: str = "temperle
         spectrum = np.abs(librosa.cqt(samples.astype(np.float32), sr=sample_rate, hop_length=KEY_HOP, n_bins=252,
                                       bins_per_octave=36))
     harmonic, _ = librosa.decompose.hpss(spectrum, margin=2.0)
-    harmonic_share = float(harmonic.sum() / max(spectrum.sum(), 1e-12))
     chroma = librosa.feature.chroma_cqt(C=harmonic, sr=sample_rate, hop_length=KEY_HOP, bins_per_octave=36)
-    energy = chroma.mean(axis=1)
-    if not np.all(np.isfinite(energy)) or energy.std() == 0:
-        return None, 0.0
-    flatness = float(np.exp(np.log(energy + 1e-9).mean()) / (energy.mean() + 1e-9))
-    best, best_r = None, -1.0
-    for mode, template in zip(("major", "minor"), KEY_PROFILES[profile]):
-        for tonic in range(12):
-            r = float(np.corrcoef(energy, np.roll(template, tonic))[0, 1])
-            if r > best_r:
-                best, best_r = Key(tonic, mode), r
-    tonal = best_r >= MIN_KEY_CONFIDENCE and flatness < MAX_CHROMA_FLATNESS and harmonic_share >= MIN_HARMONIC_SHARE
-    return (best, best_r) if tonal else (None, best_r)
+    return chroma.mean(axis=1), float(harmonic.sum() / max(spectrum.sum(), 1e-12))
 
 
 def warm_up(sample_rate: int) -> None:

@@ -269,3 +269,27 @@ def test_file_facts_decode_only_when_the_name_does_not_say_everything(tmp_path: 
     audio = chords(C_MAJOR * 2)
     facts = file_facts(tmp_path / "Keys_96_03.wav", lambda: audio, RATE, duration_s=len(audio) / RATE)
     assert (facts.tempo_bpm, facts.tempo_source, facts.key, facts.key_source) == (96.0, "name", "C major", "audio")
+
+
+def test_the_key_profile_trainer_learns_weights_that_name_the_keys_it_has_not_seen():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learn_key_profiles",
+                                                  Path(__file__).parents[1] / "tools" / "learn_key_profiles.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    from stemserver.estimate import KEY_PROFILES
+
+    rng = np.random.default_rng(0)
+
+    def songs(n):  # chroma drawn around Krumhansl's profile of a random key, noisy
+        keys = rng.integers(0, 24, n)
+        chroma = np.stack([np.roll(KEY_PROFILES["krumhansl"][k // 12], k % 12) for k in keys])
+        chroma = chroma + rng.normal(0, 1.0, chroma.shape)
+        return (chroma - chroma.mean(1, keepdims=True)) / chroma.std(1, keepdims=True), keys
+
+    weights = tool.fit_weights(*songs(300))
+    assert np.linalg.norm(weights, axis=1).mean() == pytest.approx(np.sqrt(12))  # scores read like correlations
+    test, keys = songs(200)
+    scores = np.stack([[np.roll(x, -(k % 12)) @ weights[k // 12] for k in range(24)] for x in test])
+    assert np.mean(scores.argmax(axis=1) == keys) > 0.8
