@@ -44,10 +44,10 @@ product's estimator of the same kind in the same run.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -72,7 +72,8 @@ from stemserver_training.corpus.popular.loops import MANIFEST, UNKEYED_ROLES, ex
 
 RATE = audio.SAMPLE_RATE
 BEAT_TRACK = "librosa-beat-track"
-TEMPO_DEFAULT, KEY_DEFAULT = estimate.TEMPO_METHODS[0], "temperley"
+_DEFAULTS = inspect.signature(estimate.estimate_facts).parameters  # what the product estimates with
+TEMPO_DEFAULT, KEY_DEFAULT = _DEFAULTS["tempo_method"].default, _DEFAULTS["key_profile"].default
 PRODUCT = "file_facts"
 ACCURACY1, ACCURACY2 = (1.0,), (1.0, 2.0, 0.5, 3.0, 1 / 3)
 GOALS = {"tempo_accuracy2": 95.0, "key_mirex": 0.80}
@@ -159,14 +160,19 @@ def file_facts_estimator() -> Estimator:
     return Estimator(PRODUCT, "both", run)
 
 
+def _default_first(default: str, names: Iterable[str]) -> list[str]:
+    return [default, *(n for n in names if n != default)]
+
+
 def estimators_for(group: str) -> list[Estimator]:
     """A mix as a query is estimated, a file as the library estimates one; named loops only by the
     product's path (their names are what is tested)."""
     if group == "loops, named":
         return [file_facts_estimator()]
     loop_grid = "mixes" not in group
-    chosen = [tempo_estimator(m, loop_grid) for m in (*estimate.TEMPO_METHODS, BEAT_TRACK)]
-    chosen += [key_estimator(p) for p in (KEY_DEFAULT, *(p for p in estimate.KEY_PROFILES if p != KEY_DEFAULT))]
+    tempo_methods = _default_first(TEMPO_DEFAULT, (*estimate.TEMPO_METHODS, BEAT_TRACK))
+    chosen = [tempo_estimator(method, loop_grid) for method in tempo_methods]
+    chosen += [key_estimator(p) for p in _default_first(KEY_DEFAULT, estimate.KEY_PROFILES)]
     return chosen + ([file_facts_estimator()] if group.startswith(("loops", "one-shots")) else [])
 
 
@@ -390,7 +396,10 @@ def _flat_score(work_id: str):
 def score_key(work_id: str, quarters: float, transposition: int) -> Key | None:
     """The key of a music21 corpus score's first `quarters`, transposed: music21's key analysis of those
     notes where it has the score's first key signature, None otherwise (or for a score without one)."""
-    flat = _flat_score(work_id)
+    try:
+        flat = _flat_score(work_id)
+    except Exception:  # music21 raises many types for a score it cannot read: then there is no key truth
+        return None
     signature = flat.getElementsByClass("KeySignature").first()
     notes = flat.notes.getElementsByOffset(0, quarters, includeEndBoundary=False).stream()
     if signature is None or not len(notes):
@@ -497,11 +506,8 @@ def _shown(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    work = Path(tempfile.mkdtemp(prefix="stemserver-music-accuracy-", dir=args.workdir)).absolute()
-    try:
-        emit(measure(args, work), args.json, print_table)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="stemserver-music-accuracy-", dir=args.workdir) as work:
+        emit(measure(args, Path(work).absolute()), args.json, print_table)
     return 0
 
 

@@ -101,6 +101,7 @@ def write_classical(root: Path) -> None:
 def test_the_key_truth_of_a_score_is_its_analysed_key_transposed(bench):
     assert bench.score_key("bach/bwv66.6", 16.0, 3) == Key(9, "minor")
     assert bench.score_key("bach/bwv66.6", 16.0, 0) == Key(6, "minor")
+    assert bench.score_key("no/such/work.mxl", 16.0, 0) is None  # a score music21 cannot read: no key truth
 
 
 @pytest.mark.slow
