@@ -8,7 +8,8 @@ Estimators, side by side on the same audio in one run:
 - tempo: `stemserver.estimate.TEMPO_METHODS` ("autocorrelation", the product's; "librosa-tempo",
   librosa.feature.tempo on the same onset envelope) and "librosa-beat-track" (librosa.beat.beat_track,
   the tempo of its median beat interval; measured here only, not in the product);
-- key: `stemserver.estimate.KEY_PROFILES` ("temperley", the product's; "krumhansl");
+- key: `stemserver.estimate.KEY_PROFILES` (the product's default first, "popular-trained"; the published
+  "temperley" and "krumhansl");
 - the product's whole path for a library file, `estimate.file_facts` ("file_facts": tags and name
   first, then the audio, with the loop grid), on the loop exports.
 A mix is estimated as the server estimates a query (no loop grid); a file as the library estimates it

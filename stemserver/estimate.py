@@ -5,7 +5,10 @@ autocorrelation, summed at each lag's first four multiples (a comb: the beat's m
 periods too, a dotted or triplet period's are not) and weighted by a log-normal prior around 120
 BPM (as librosa.feature.tempo weights it, Ellis 2007); the peak is refined between lags, so a
 loop's 124 BPM is not read as 125. A file whose length is a whole number of 4-beat bars at a tempo
-within 2 % of that estimate is a loop: the length gives its tempo exactly, and its bar count. The
+within 2 % of that estimate is a loop: the length gives its tempo exactly, and its bar count. A
+file of at most 16 s (up to 4 bars at 60 BPM: too short for a reliable estimate, or none at all
+under 2 s) is read as a loop when its circular autocorrelation is periodic at one of the tempi its
+length allows (`loop_tempo`). The
 confidence is the comb at the beat lag (0..1); below MIN_TEMPO_CONFIDENCE, or for audio
 shorter than MIN_TEMPO_SECONDS (a one-shot), there is no tempo.
 
@@ -14,9 +17,9 @@ separation takes the drums out), scored against the 24 rotations of a key profil
 trained on the popular corpus's train split (TRAINED_PROFILES), with Temperley's (2001) and
 Krumhansl and Kessler's probe-tone profiles (correlations) as the published ones the benchmark
 compares. The confidence is the best correlation; below MIN_KEY_CONFIDENCE, with a chroma flatter
-than MAX_CHROMA_FLATNESS, or with less than MIN_HARMONIC_SHARE of the spectrum harmonic (drums,
-noise, effects: on the popular corpus, 90 % of drum stems hold less than 0.25, every mix more than
-0.3), there is no key.
+than MAX_CHROMA_FLATNESS, or with less than MIN_HARMONIC_SHARE of the spectrum harmonic and a score
+under CLEAR_KEY_CONFIDENCE (drums, noise, effects: on the popular corpus, 90 % of drum stems hold
+less than 0.25, every mix more than 0.25), there is no key.
 
 `TEMPO_METHODS` and `KEY_PROFILES` name the estimators `benchmarks/music_accuracy.py` compares.
 librosa (ISC licence) is imported on first use: its first call in a process compiles and loads
@@ -43,13 +46,16 @@ MIN_KEY_SECONDS = 1.0
 MIN_TEMPO_CONFIDENCE = 0.15
 MIN_KEY_CONFIDENCE = 0.4
 MAX_CHROMA_FLATNESS = 0.95  # drums and noise: every pitch class about as strong as the others
-MIN_HARMONIC_SHARE = 0.25  # drums, effects, a click: most of the spectrum is percussive
+MIN_HARMONIC_SHARE = 0.25  # drums, effects, a click: most of the spectrum is percussive...
+CLEAR_KEY_CONFIDENCE = 0.7  # ... unless the key is this clear (a plucked or struck instrument)
 MIN_BPM, MAX_BPM = 50.0, 220.0
 PRIOR_BPM, PRIOR_OCTAVES = 120.0, 1.0
 COMB_MULTIPLES = (1, 2, 3, 4)
 LOOP_TOLERANCE = 0.02
 LOOP_BARS = (1, 2, 4, 8, 16)
 MAX_LOOP_SECONDS = 64.0  # 16 bars at 60 BPM: anything longer is a track, whatever its length
+MAX_SHORT_LOOP_SECONDS = 16.0  # up to 4 bars at 60 BPM: read as a loop even when the estimate disagrees
+MIN_LOOP_SECONDS = 1.0
 MAX_ANALYSED_SECONDS = 120.0
 TEMPO_METHODS = ("autocorrelation", "librosa-tempo")
 KEY_PROFILES = {
@@ -107,6 +113,10 @@ def estimate_facts(samples: np.ndarray, sample_rate: int, loop_grid: bool = True
     bars = None
     if bpm is not None and loop_grid and duration_s <= MAX_LOOP_SECONDS:
         bpm, bars = snap_to_loop(duration_s, bpm)
+    if bars is None and loop_grid and duration_s <= MAX_SHORT_LOOP_SECONDS:
+        grid = loop_tempo(samples, sample_rate)
+        if grid is not None:
+            bpm, bars, tempo_confidence = grid
     key, key_confidence = estimate_key(samples, sample_rate, key_profile)
     return MusicFacts(
         tempo_bpm=None if bpm is None else round(bpm, 2), tempo_source=None if bpm is None else "audio",
@@ -190,6 +200,41 @@ def _weighted_peak(correlation: np.ndarray, comb: np.ndarray, frame_rate: float)
     return float(60.0 * frame_rate / lag)
 
 
+def loop_tempo(samples: np.ndarray, sample_rate: int) -> tuple[float, int, float] | None:
+    """A short file read as a loop: of the tempi at which its length is a whole number of 4-beat bars
+    (LOOP_BARS), the one whose beat lag the comb of its circular autocorrelation (a loop wraps
+    around) scores highest under the prior; (BPM, bars, confidence), or None when none is periodic
+    (a one-shot: one hit, nothing at any beat lag)."""
+    if len(samples) < MIN_LOOP_SECONDS * sample_rate or not np.any(samples):
+        return None
+    envelope = onset_envelope(samples, sample_rate)
+    x = np.minimum(envelope, np.percentile(envelope, 99))
+    x = x - x.mean()
+    spectrum = np.fft.rfft(x)
+    circular = np.fft.irfft(spectrum * np.conj(spectrum), len(x))
+    if circular[0] <= 0:
+        return None
+    circular /= circular[0]
+    positive = np.maximum(circular, 0)
+    frames, duration_s = len(x), len(samples) / sample_rate
+    best = None
+    for bars in LOOP_BARS:
+        bpm = 60.0 * bars * BEATS_PER_BAR / duration_s
+        if not MIN_BPM <= bpm <= MAX_BPM:
+            continue
+        lag = frames / (bars * BEATS_PER_BAR)
+        # the loop's whole length is a multiple of every beat lag: it says nothing, so it is not counted
+        multiples = [k for k in COMB_MULTIPLES if k * lag < frames - 1]
+        comb = float(np.mean([maximum_filter1d(positive, size=k + 1 + k % 2, mode="wrap")[int(round(k * lag))]
+                              for k in multiples]))
+        prior = math.exp(-0.5 * (math.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
+        if best is None or comb * prior > best[0]:
+            best = (comb * prior, bpm, bars, comb)
+    if best is None or best[3] < MIN_TEMPO_CONFIDENCE:
+        return None
+    return best[1], best[2], min(best[3], 1.0)
+
+
 def snap_to_loop(duration_s: float, bpm: float) -> tuple[float, int | None]:
     """A loop's exact tempo and bar count, when `duration_s` is a whole number of bars at a tempo within
     LOOP_TOLERANCE of `bpm` or of its double or half (the one nearest PRIOR_BPM, as for the estimate:
@@ -222,7 +267,8 @@ def estimate_key(samples: np.ndarray, sample_rate: int, profile: str = DEFAULT_K
             r = float(np.dot(np.roll(standard, -tonic), weights) / 12)
             if r > best_r:
                 best, best_r = Key(tonic, mode), r
-    tonal = best_r >= MIN_KEY_CONFIDENCE and flatness < MAX_CHROMA_FLATNESS and harmonic_share >= MIN_HARMONIC_SHARE
+    percussive = harmonic_share < MIN_HARMONIC_SHARE and best_r < CLEAR_KEY_CONFIDENCE
+    tonal = best_r >= MIN_KEY_CONFIDENCE and flatness < MAX_CHROMA_FLATNESS and not percussive
     return (best, best_r) if tonal else (None, best_r)
 
 
