@@ -51,7 +51,11 @@ def non_empty_text(text: str) -> str:
     return text.strip()
 
 
-tempo_bpm = _ranged(_float, lambda value: 20 <= value <= 400, "a tempo in BPM from 20 to 400")
+def tempo_bpm(text: str) -> float:
+    from stemserver.music import MAX_STATED_MIX_BPM, MIN_STATED_MIX_BPM
+
+    return _ranged(_float, lambda value: MIN_STATED_MIX_BPM <= value <= MAX_STATED_MIX_BPM,
+                   f"a tempo in BPM from {MIN_STATED_MIX_BPM:g} to {MAX_STATED_MIX_BPM:g}")(text)
 stretch_limit = _ranged(_float, lambda value: 1 <= value <= 4, "a playback-rate ratio from 1 to 4, e.g. 1.1")
 
 

@@ -33,7 +33,7 @@ NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")  # the
 # Modes whose third is minor: where a score's mode is reduced to major/minor (MIREX, sample packs).
 MINOR_THIRD_MODES = frozenset({"minor", "aeolian", "dorian", "phrygian", "locrian"})
 BEATS_PER_BAR = 4
-MIN_BPM, MAX_BPM = 20.0, 400.0  # what a client may state; estimates and metadata keep to a narrower range
+MIN_STATED_MIX_BPM, MAX_STATED_MIX_BPM = 20.0, 400.0  # what a client may state as the mix's tempo
 
 
 class Key(NamedTuple):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from stemserver.errors import AudioError, CheckpointError, LibraryError, StemserverError, UnknownLabelError
-from stemserver.music import parse_key
+from stemserver.music import MAX_STATED_MIX_BPM, MIN_STATED_MIX_BPM, parse_key
 from stemserver.selection import AUDIO_EXTENSIONS, Filters
 from stemserver.window import QUERY_SECONDS
 
@@ -45,7 +45,6 @@ RESULT_FIELDS = ("rank", "path", "score", "offset_s", "offset_at_end_s", "alignm
 # text as "". A transpose is known exactly when its key_relation is.
 UNKNOWN_NUMBER, UNKNOWN_TEXT = -1.0, ""
 TEXT_RESULT_FIELDS = frozenset({"key", "key_relation"})
-MIN_MIX_BPM, MAX_MIX_BPM = 20.0, 400.0
 
 ERROR_CODES = {
     "bad_request": "the message has the wrong arguments or types",
@@ -136,9 +135,9 @@ def query_options(instrument, k=10, seconds=QUERY_SECONDS, filters: dict | None 
         raise ProtocolError("bad_request", f"k must be a whole number from 1 to {MAX_K}, got {_shown(k)}")
     if not _is_number(seconds) or not 2.0 <= seconds <= MAX_UPLOAD_SECONDS:
         raise ProtocolError("bad_request", f"seconds must be from 2 to {MAX_UPLOAD_SECONDS:.0f}, got {_shown(seconds)}")
-    if tempo is not None and (not _is_number(tempo) or not MIN_MIX_BPM <= tempo <= MAX_MIX_BPM):
-        raise ProtocolError("bad_request", f"tempo must be the mix's BPM, from {MIN_MIX_BPM:.0f} to "
-                                           f"{MAX_MIX_BPM:.0f}, got {_shown(tempo)}")
+    if tempo is not None and (not _is_number(tempo) or not MIN_STATED_MIX_BPM <= tempo <= MAX_STATED_MIX_BPM):
+        raise ProtocolError("bad_request", f"tempo must be the mix's BPM, from {MIN_STATED_MIX_BPM:.0f} to "
+                                           f"{MAX_STATED_MIX_BPM:.0f}, got {_shown(tempo)}")
     if key is not None and (not isinstance(key, str) or parse_key(key, bare_tonic=True) is None):
         raise ProtocolError("bad_request",
                             f"key must be a key such as 'A minor', 'F#m' or 'Bb major', got {_shown(key)}")
