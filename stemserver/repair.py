@@ -38,10 +38,11 @@ from stemserver.library import (
     LibraryError,
     has_library_data,
 )
+from stemserver.music import MusicFacts
 
 _FILE_COLUMNS = [f.name for f in fields(FileRecord) if f.name != "id"] + ["indexed_at"]
 _TABLES = {"meta": ["key", "value"], "files": ["id", *_FILE_COLUMNS],
-           "failures": ["path", "size", "mtime_ns", "error", "at"]}
+           "failures": ["path", "size", "mtime_ns", "error", "at"], "music": ["path", *MusicFacts._fields]}
 
 
 def verify(root: Path) -> list[str]:
@@ -81,6 +82,8 @@ def repair(root: Path, checkpoint_path: Path, settings: Settings, progress: bool
             done.append(_embed_again(library, damaged, checkpoint_path, settings, progress))
         if done or index_problems(library):
             done.append(_rebuild_index(library, progress))
+        if damaged_db and (analysed := library.add_missing_music(progress=progress)):
+            done.append(f"added the tempo and key of {analysed} file(s) whose rows were lost")
     return done or [f"nothing to repair: {root} and its search index are sound"]
 
 
@@ -108,6 +111,8 @@ def rebuild_database(root: Path) -> str:
         db.executemany(f"INSERT INTO files ({', '.join(_FILE_COLUMNS)}) VALUES ({', '.join('?' * len(_FILE_COLUMNS))})",
                        from_index)
         db.executemany("INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?)", salvaged["failures"])
+        db.executemany(f"INSERT OR IGNORE INTO music VALUES ({', '.join('?' * len(_TABLES['music']))})",
+                       [row for row in salvaged["music"] if row[0] in files or row[0] in {r[0] for r in from_index}])
     db.close()
     for suffix in ("", "-wal", "-shm"):  # the WAL belongs to the damaged file: it moves with it
         if (root / f"{DATABASE}{suffix}").exists():

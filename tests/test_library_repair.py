@@ -17,6 +17,7 @@ import soundfile
 from conftest import melody
 
 from stemserver.files import sha256_file
+from stemserver.library import Library
 
 pytestmark = pytest.mark.slow  # the whole file: subprocesses, rendering or training (README: test tiers)
 
@@ -74,7 +75,8 @@ def assert_refused(result: subprocess.CompletedProcess, *words: str) -> None:
         assert word in result.stderr + result.stdout
 
 
-def assert_repaired(lib: dict, *said: str) -> None:
+def assert_repaired(lib: dict, *said: str) -> str:
+    """Run `library repair`; check it said each of `said`, and that the library answers and verifies. Its output."""
     repaired = stemserver("library", "repair", *lib["common"])
     assert repaired.returncode == 0, repaired.stderr
     for words in said:
@@ -85,6 +87,7 @@ def assert_repaired(lib: dict, *said: str) -> None:
     assert len(matches) == 3 and Path(matches[0]["path"]).name == "line1.flac"
     checked = verify(lib)
     assert checked.returncode == 0 and checked.stdout.startswith("ok: 3 files"), checked.stdout
+    return repaired.stdout
     assert {p: sha256_file(p) for p in lib["samples"].iterdir()} == lib["audio"]  # the audio is never touched
 
 
@@ -148,8 +151,11 @@ def test_a_database_with_damaged_pages_is_rebuilt_from_the_index_records(lib: di
     assert_refused(query(lib), "library.sqlite is damaged", "malformed", "stemserver library repair")
     assert_refused(verify(lib), "library.sqlite is damaged")
     assert_refused(stemserver("index", str(lib["samples"]), *lib["common"]), "library.sqlite is damaged")
-    assert_repaired(lib, "rebuilt library.sqlite", "3 from index generation 1", "rebuilt the search index")
+    assert_repaired(lib, "rebuilt library.sqlite", "3 from index generation 1", "rebuilt the search index",
+                    "added the tempo and key of 3 file(s)")
     assert (lib["library"] / "library.sqlite.damaged").is_file()
+    with Library(lib["library"]) as library:
+        assert len(library.music()) == 3  # the rows were lost with the pages: analysed again
 
 
 def test_a_database_that_lost_one_page_keeps_the_rows_of_the_others(lib: dict, tmp_path: Path):
@@ -165,7 +171,11 @@ def test_a_database_that_lost_one_page_keeps_the_rows_of_the_others(lib: dict, t
     shutil.rmtree(lib["library"] / "index" / "gen-1")  # no other source of records
     (lib["library"] / "index" / "current.json").unlink()
     assert_refused(verify(lib), "library.sqlite is damaged")
-    assert_repaired(lib, "3 file record(s) read from the damaged database", "rebuilt the search index: generation 1")
+    said = assert_repaired(lib, "3 file record(s) read from the damaged database",
+                           "rebuilt the search index: generation 1")
+    assert "added the tempo and key" not in said  # the music rows were readable: kept, not analysed again
+    with Library(lib["library"]) as library:
+        assert len(library.music()) == 3
 
 
 @pytest.mark.parametrize("empty", [True, False], ids=["0-bytes", "deleted"])
