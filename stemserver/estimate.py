@@ -1,6 +1,6 @@
 """Tempo and key from the audio, where a file states neither (stemserver.tags), and for every mix.
 
-Tempo: librosa's onset strength (spectral flux on a mel spectrogram, 8 ms hops) and its
+Tempo: librosa's onset strength (spectral flux on a mel spectrogram, 16 ms hops) and its
 autocorrelation, summed at each lag's first four multiples (a comb: the beat's multiples are
 periods too, a dotted or triplet period's are not) and weighted by a log-normal prior around 120
 BPM (as librosa.feature.tempo weights it, Ellis 2007); the peak is refined between lags, so a
@@ -40,7 +40,10 @@ from stemserver.music import BEATS_PER_BAR, Key, MusicFacts, key_name
 from stemserver.tags import stated_facts
 
 KEY_HOP = 1024
-HOP = 128  # onset frames of 8 ms at 16 kHz: a lag step is 1.6 % of a beat at 120 BPM
+# Onset frames of 16 ms at 16 kHz: a lag step is 3.2 % of a beat at 120 BPM, refined between lags. Chosen
+# over 8 ms on the popular corpus's valid split: Acc2 equal on whole songs (92.5 %), 5 points better
+# on 8 s queries (82.5 %), in half the time.
+HOP = 256
 MIN_TEMPO_SECONDS = 2.0
 MIN_KEY_SECONDS = 1.0
 MIN_TEMPO_CONFIDENCE = 0.15
