@@ -123,23 +123,25 @@ class Estimator:
 # -- the estimators ------------------------------------------------------------------------------------
 
 
-def beat_track_tempo(samples: np.ndarray) -> float | None:
+def beat_track_tempo(samples: np.ndarray, hop: int) -> float | None:
     """librosa.beat.beat_track's beats on the product's onset envelope: 60 / their median interval."""
     import librosa
 
     if len(samples) < estimate.MIN_TEMPO_SECONDS * RATE or not np.any(samples):
         return None
-    envelope = estimate.onset_envelope(samples, RATE)
-    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=RATE, hop_length=estimate.HOP, units="time")
+    envelope = estimate.onset_envelope(samples, RATE, hop)
+    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=RATE, hop_length=hop, units="time")
     return 60.0 / float(np.median(np.diff(beats))) if len(beats) >= 2 else None
 
 
 def tempo_estimator(method: str, loop_grid: bool) -> Estimator:
+    hop = estimate.FILE_HOP if loop_grid else estimate.MIX_HOP  # the onset frames the product uses for each
+
     def run(case: Case) -> Estimate:
         if method == BEAT_TRACK:
-            bpm = beat_track_tempo(case.samples)
+            bpm = beat_track_tempo(case.samples, hop)
         else:
-            bpm, _ = estimate.estimate_tempo(case.samples, RATE, method)
+            bpm, _ = estimate.estimate_tempo(case.samples, RATE, method, hop)
         duration_s, bars = len(case.samples) / RATE, None
         if loop_grid and bpm is not None and duration_s <= estimate.MAX_LOOP_SECONDS:
             bpm, bars = estimate.snap_to_loop(duration_s, bpm)  # as estimate_facts does for a file
