@@ -8,15 +8,14 @@ loop's 124 BPM is not read as 125. A file whose length is a whole number of 4-be
 within 2 % of that estimate is a loop: the length gives its tempo exactly, and its bar count. A
 file of at most 16 s (up to 4 bars at 60 BPM: too short for a reliable estimate, or none at all
 under 2 s) is read as a loop when its circular autocorrelation is periodic at one of the tempi its
-length allows (`loop_tempo`). The
-confidence is the comb at the beat lag (0..1); below MIN_TEMPO_CONFIDENCE, or for audio
-shorter than MIN_TEMPO_SECONDS (a one-shot), there is no tempo.
+length allows (`loop_tempo`). The confidence is the comb at the beat lag (0..1); below
+MIN_TEMPO_CONFIDENCE, or for audio shorter than MIN_TEMPO_SECONDS (a one-shot), there is no tempo.
 
 Key: the mean chroma of the harmonic part of the constant-Q spectrum (librosa's median-filter
 separation takes the drums out), scored against the 24 rotations of a key profile: by default one
 trained on the popular corpus's train split (TRAINED_PROFILES), with Temperley's (2001) and
 Krumhansl and Kessler's probe-tone profiles (correlations) as the published ones the benchmark
-compares. The confidence is the best correlation; below MIN_KEY_CONFIDENCE, with a chroma flatter
+compares. The confidence is the best key's score; below MIN_KEY_CONFIDENCE, with a chroma flatter
 than MAX_CHROMA_FLATNESS, or with less than MIN_HARMONIC_SHARE of the spectrum harmonic and a score
 under CLEAR_KEY_CONFIDENCE (drums, noise, effects: on the popular corpus, 90 % of drum stems hold
 less than 0.25, every mix more than 0.25), there is no key.
@@ -300,7 +299,7 @@ def harmonic_chroma(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, 
 
 
 def warm_up(sample_rate: int) -> None:
-    """Run both estimators once on a second of noise (librosa's first call in a process is slow)."""
+    """Run both estimators once on 3 s of noise (librosa's first call in a process is slow)."""
     noise = np.random.default_rng(0).standard_normal(sample_rate * 3).astype(np.float32) * 0.1
     estimate_facts(noise, sample_rate)
 
