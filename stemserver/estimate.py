@@ -27,7 +27,6 @@ code for about two seconds, which `warm_up` pays at an engine's start instead of
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -111,14 +110,18 @@ def estimate_facts(samples: np.ndarray, sample_rate: int, loop_grid: bool = True
     """Tempo (with bars, for a loop, when `loop_grid`) and key of mono `samples`; None where the audio
     has none (see the module's thresholds). A mix is not a loop: its queries pass loop_grid=False (and
     get MIX_HOP onset frames, a file FILE_HOP)."""
+    _check_tempo_method(tempo_method)
     duration_s = len(samples) / sample_rate
     samples = _finite_mono(samples)[: int(MAX_ANALYSED_SECONDS * sample_rate)]
-    bpm, tempo_confidence = estimate_tempo(samples, sample_rate, tempo_method, FILE_HOP if loop_grid else MIX_HOP)
-    bars = None
+    hop = FILE_HOP if loop_grid else MIX_HOP
+    envelope = onset_envelope(samples, sample_rate, hop) if _has_audio(samples, sample_rate, MIN_LOOP_SECONDS) else None
+    bpm, tempo_confidence, bars = None, 0.0, None
+    if envelope is not None and _has_audio(samples, sample_rate, MIN_TEMPO_SECONDS):
+        bpm, tempo_confidence = _tempo(envelope, sample_rate, hop, tempo_method)
     if bpm is not None and loop_grid and duration_s <= MAX_LOOP_SECONDS:
         bpm, bars = snap_to_loop(duration_s, bpm)
-    if bars is None and loop_grid and duration_s <= MAX_SHORT_LOOP_SECONDS:
-        grid = loop_tempo(samples, sample_rate)
+    if bars is None and envelope is not None and loop_grid and duration_s <= MAX_SHORT_LOOP_SECONDS:
+        grid = loop_tempo(envelope, duration_s)
         if grid is not None:
             bpm, bars, tempo_confidence = grid
     key, key_confidence = estimate_key(samples, sample_rate, key_profile)
@@ -133,11 +136,24 @@ def estimate_facts(samples: np.ndarray, sample_rate: int, loop_grid: bool = True
 def estimate_tempo(samples: np.ndarray, sample_rate: int, method: str = "autocorrelation", hop: int = FILE_HOP
                    ) -> tuple[float | None, float]:
     """(BPM or None, confidence 0..1), from onset frames `hop` samples apart."""
+    _check_tempo_method(method)
+    if not _has_audio(samples, sample_rate, MIN_TEMPO_SECONDS):
+        return None, 0.0
+    return _tempo(onset_envelope(samples, sample_rate, hop), sample_rate, hop, method)
+
+
+def _check_tempo_method(method: str) -> None:
     if method not in TEMPO_METHODS:
         raise ValueError(f"tempo method {method!r}; known: {', '.join(TEMPO_METHODS)}")
-    if len(samples) < MIN_TEMPO_SECONDS * sample_rate or not np.any(samples):
-        return None, 0.0
-    envelope = onset_envelope(samples, sample_rate, hop)
+
+
+def _has_audio(samples: np.ndarray, sample_rate: int, seconds: float) -> bool:
+    """At least `seconds` of samples, not all zero."""
+    return len(samples) >= seconds * sample_rate and bool(np.any(samples))
+
+
+def _tempo(envelope: np.ndarray, sample_rate: int, hop: int, method: str) -> tuple[float | None, float]:
+    """estimate_tempo from an onset envelope already made."""
     correlation = _autocorrelation(envelope)
     comb = _comb(correlation)
     frame_rate = sample_rate / hop
@@ -163,13 +179,32 @@ def onset_envelope(samples: np.ndarray, sample_rate: int, hop: int = FILE_HOP) -
 def _autocorrelation(envelope: np.ndarray) -> np.ndarray:
     """The envelope's autocorrelation, its loudest 1 % clipped and its mean removed, 1 at lag 0 (0
     everywhere for a flat one)."""
-    x = np.minimum(envelope, np.percentile(envelope, 99))  # one loud hit must not stand for the rhythm
-    x = x - x.mean()
+    x = _pulse(envelope)
     spectrum = np.fft.rfft(x, 2 * len(x))
     correlation = np.fft.irfft(spectrum * np.conj(spectrum))[: len(x)]
     # unbiased: each lag is the mean over the frames it overlaps, so long lags are not penalised
     correlation /= np.arange(len(x), 0, -1)
     return correlation / correlation[0] if correlation[0] > 0 else np.zeros_like(correlation)
+
+
+def _pulse(envelope: np.ndarray) -> np.ndarray:
+    """The onset envelope as its autocorrelations read it: the loudest 1 % clipped (one loud hit must
+    not stand for the rhythm), the mean removed."""
+    x = np.minimum(envelope, np.percentile(envelope, 99))
+    return x - x.mean()
+
+
+def _prior(bpm):
+    """The log-normal tempo prior around PRIOR_BPM (a number or an array of them)."""
+    return np.exp(-0.5 * (np.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
+
+
+def _grid_tempi(duration_s: float):
+    """(BPM, bars) at which `duration_s` is a whole number LOOP_BARS of 4-beat bars, within the range."""
+    for bars in LOOP_BARS:
+        bpm = 60.0 * bars * BEATS_PER_BAR / duration_s
+        if MIN_BPM <= bpm <= MAX_BPM:
+            yield bpm, bars
 
 
 def _comb(correlation: np.ndarray) -> np.ndarray:
@@ -189,9 +224,7 @@ def _weighted_peak(correlation: np.ndarray, comb: np.ndarray, frame_rate: float)
     usable = (lags >= 60.0 * frame_rate / MAX_BPM) & (lags <= 60.0 * frame_rate / MIN_BPM) & (lags < len(lags) / 2)
     if usable.sum() < 3:
         return None
-    bpm = 60.0 * frame_rate / np.maximum(lags, 1)
-    prior = np.exp(-0.5 * (np.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
-    weighted = np.where(usable, comb * prior, -1)
+    weighted = np.where(usable, comb * _prior(60.0 * frame_rate / np.maximum(lags, 1)), -1)
     peak = int(np.argmax(weighted))
     if weighted[peak] <= 0:
         return None
@@ -204,36 +237,26 @@ def _weighted_peak(correlation: np.ndarray, comb: np.ndarray, frame_rate: float)
     return float(60.0 * frame_rate / lag)
 
 
-def loop_tempo(samples: np.ndarray, sample_rate: int) -> tuple[float, int, float] | None:
-    """A short file read as a loop: of the tempi at which its length is a whole number of 4-beat bars
-    (LOOP_BARS), the one whose beat lag the comb of its circular autocorrelation (a loop wraps
-    around) scores highest under the prior; (BPM, bars, confidence), or None when none is periodic
-    (a one-shot: one hit, nothing at any beat lag)."""
-    if len(samples) < MIN_LOOP_SECONDS * sample_rate or not np.any(samples):
-        return None
-    envelope = onset_envelope(samples, sample_rate)
-    x = np.minimum(envelope, np.percentile(envelope, 99))
-    x = x - x.mean()
+def loop_tempo(envelope: np.ndarray, duration_s: float) -> tuple[float, int, float] | None:
+    """A short file read as a loop, from its onset envelope: of the tempi at which its length is a whole
+    number of 4-beat bars (LOOP_BARS), the one whose beat lag the comb of its circular autocorrelation
+    (a loop wraps around) scores highest under the prior; (BPM, bars, confidence), or None when none
+    is periodic (a one-shot: one hit, nothing at any beat lag)."""
+    x = _pulse(envelope)
     spectrum = np.fft.rfft(x)
     circular = np.fft.irfft(spectrum * np.conj(spectrum), len(x))
     if circular[0] <= 0:
         return None
-    circular /= circular[0]
-    positive = np.maximum(circular, 0)
-    frames, duration_s = len(x), len(samples) / sample_rate
-    best = None
-    for bars in LOOP_BARS:
-        bpm = 60.0 * bars * BEATS_PER_BAR / duration_s
-        if not MIN_BPM <= bpm <= MAX_BPM:
-            continue
+    positive = np.maximum(circular / circular[0], 0)
+    frames, best = len(x), None
+    for bpm, bars in _grid_tempi(duration_s):
         lag = frames / (bars * BEATS_PER_BAR)
         # the loop's whole length is a multiple of every beat lag: it says nothing, so it is not counted
         multiples = [k for k in COMB_MULTIPLES if k * lag < frames - 1]
         comb = float(np.mean([maximum_filter1d(positive, size=k + 1 + k % 2, mode="wrap")[int(round(k * lag))]
                               for k in multiples]))
-        prior = math.exp(-0.5 * (math.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
-        if best is None or comb * prior > best[0]:
-            best = (comb * prior, bpm, bars, comb)
+        if best is None or comb * _prior(bpm) > best[0]:
+            best = (comb * _prior(bpm), bpm, bars, comb)
     if best is None or best[3] < MIN_TEMPO_CONFIDENCE:
         return None
     return best[1], best[2], min(best[3], 1.0)
@@ -243,12 +266,11 @@ def snap_to_loop(duration_s: float, bpm: float) -> tuple[float, int | None]:
     """A loop's exact tempo and bar count, when `duration_s` is a whole number of bars at a tempo within
     LOOP_TOLERANCE of `bpm` or of its double or half (the one nearest PRIOR_BPM, as for the estimate:
     a bar at 62 BPM and two at 124 are the same loop); otherwise (bpm, None)."""
-    fits = [(abs(math.log2(grid_bpm / PRIOR_BPM)), grid_bpm, bars)
-            for bars in LOOP_BARS if MIN_BPM <= (grid_bpm := 60.0 * bars * BEATS_PER_BAR / duration_s) <= MAX_BPM
+    fits = [(_prior(grid_bpm), grid_bpm, bars) for grid_bpm, bars in _grid_tempi(duration_s)
             if any(abs(grid_bpm * factor / bpm - 1) <= LOOP_TOLERANCE for factor in (1.0, 2.0, 0.5))]
     if not fits:
         return bpm, None
-    _, grid_bpm, bars = min(fits)
+    _, grid_bpm, bars = max(fits)
     return grid_bpm, bars
 
 
@@ -258,7 +280,7 @@ def estimate_key(samples: np.ndarray, sample_rate: int, profile: str = DEFAULT_K
     published profile, or a trained profile's weighted sum on the same scale)."""
     if profile not in KEY_PROFILES:
         raise ValueError(f"key profile {profile!r}; known: {', '.join(KEY_PROFILES)}")
-    if len(samples) < MIN_KEY_SECONDS * sample_rate or not np.any(samples):
+    if not _has_audio(samples, sample_rate, MIN_KEY_SECONDS):
         return None, 0.0
     chroma, harmonic_share = harmonic_chroma(samples, sample_rate)
     if not np.all(np.isfinite(chroma)) or chroma.std() == 0:
