@@ -292,17 +292,14 @@ def _music_filters(index: LibraryIndex, filters: Filters, mix: music.MusicFacts)
     excluded by path (a file with no tempo or no key passes: a one-shot fits any tempo, drums any key)."""
     if filters.max_stretch is None and not filters.key_compatible:
         return filters
-    mix_key = music.parse_key(mix.key)
     excluded = []
     for record in index.files.values():
         stem = index.music.get(record.path)
         if stem is None:
             continue
-        if filters.max_stretch is not None and stem.tempo_bpm and mix.tempo_bpm:
-            if abs(math.log(music.stretch_to(stem.tempo_bpm, mix.tempo_bpm))) > math.log(filters.max_stretch):
-                excluded.append(record.path)
-                continue
-        stem_key = music.parse_key(stem.key)
-        if filters.key_compatible and stem_key and mix_key and music.key_relation(stem_key, mix_key) == "clash":
+        fit = fit_to_mix(stem, mix, 0.0)
+        too_far = filters.max_stretch is not None and fit["stretch"] is not None \
+            and abs(math.log(fit["stretch"])) > math.log(filters.max_stretch)
+        if too_far or (filters.key_compatible and fit["key_relation"] == "clash"):
             excluded.append(record.path)
     return filters._replace(exclude=filters.exclude + tuple(excluded), max_stretch=None, key_compatible=False)

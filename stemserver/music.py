@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
@@ -46,6 +47,7 @@ class Key(NamedTuple):
         return (self.tonic - MODE_OFFSETS[self.mode]) % 12
 
 
+@lru_cache(maxsize=1024)  # a library holds a few dozen distinct key texts, read on every query
 def parse_key(text: str | None, bare_tonic: bool = False) -> Key | None:
     """"F# minor", "Bb major", "D dorian", "F#m", "Fmin", "C#maj" -> Key; None for anything else (not a
     key we can compare). A tonic alone ("F#") is F# major only with `bare_tonic`: alone it says little."""
