@@ -546,12 +546,16 @@ class Library:
                           progress: bool = True) -> int:
         """Analyse every file indexed before the music facts existed (the upgrade of a format-1
         library); returns how many. A scan does the same for the files under its folders."""
-        missing = [Path(row[0]) for row in
-                   self._sql("SELECT path FROM files WHERE path NOT IN (SELECT path FROM music) ORDER BY id")]
+        missing = [Path(path) for path in self._without_music()]
         report = ScanReport()
         for path in tqdm(missing, desc="tempo and key", unit="file", disable=not progress or None):
             self._analyse(path, sample_rate, max_duration_s, report)
         return report.analysed
+
+    def _without_music(self) -> list[str]:
+        """The paths of the files that have no tempo, key and bars yet."""
+        return [row[0] for row in self._sql("SELECT path FROM files WHERE path NOT IN (SELECT path FROM music) "
+                                            "ORDER BY id")]
 
     def _facts(self, path: Path, sample_rate: int, max_duration_s: float, duration_s: float) -> MusicFacts:
         """The file's tempo, key and bars, decoding it only when its tags and name do not state both."""
@@ -603,5 +607,5 @@ class Library:
             "audio_hours": round(sum(f.duration_s for f in files) / 3600, 3),
             "checkpoint": self.meta("checkpoint_name"),
             "embedding_bytes": embedding_bytes,
-            "without_tempo_and_key": len(files) - self._one("SELECT COUNT(*) FROM music")[0],
+            "without_tempo_and_key": len(self._without_music()),
         }

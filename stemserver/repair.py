@@ -111,8 +111,9 @@ def rebuild_database(root: Path) -> str:
         db.executemany(f"INSERT INTO files ({', '.join(_FILE_COLUMNS)}) VALUES ({', '.join('?' * len(_FILE_COLUMNS))})",
                        from_index)
         db.executemany("INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?)", salvaged["failures"])
+        kept = set(files) | {row[0] for row in from_index}
         db.executemany(f"INSERT OR IGNORE INTO music VALUES ({', '.join('?' * len(_TABLES['music']))})",
-                       [row for row in salvaged["music"] if row[0] in files or row[0] in {r[0] for r in from_index}])
+                       [row for row in salvaged["music"] if row[0] in kept])
     db.close()
     for suffix in ("", "-wal", "-shm"):  # the WAL belongs to the damaged file: it moves with it
         if (root / f"{DATABASE}{suffix}").exists():

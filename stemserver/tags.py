@@ -57,7 +57,7 @@ def facts_from_name(name: str) -> tuple[float | None, Key | None]:
     tonic alone ("Keys_120_C_01") only right beside the tempo, where packs put it."""
     tempo = None
     match = _NAMED_BPM.search(name)
-    if match and MIN_STATED_BPM <= float(match.group(1)) <= MAX_STATED_BPM:
+    if match and _plausible(float(match.group(1))):
         tempo = float(match.group(1))
     bare = None
     if tempo is None:
