@@ -557,11 +557,17 @@ def status(osc: OscClient) -> dict:
     return dict(zip(args[1::2], args[2::2]))
 
 
-def udp_port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+def udp_port_bound(port: int) -> bool:
+    """Whether some socket on this machine is bound to UDP `port`, read from the kernel's tables.
+    Probing by binding the port ourselves would race the program we wait for: the bind it tries
+    while our probe holds the port fails, and liblo then gives up ("cannot find free port")."""
+    suffix = f":{port:04X}"
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
-            probe.bind(("127.0.0.1", port))
+            rows = Path(table).read_text().splitlines()[1:]
         except OSError:
+            continue
+        if any(row.split()[1].endswith(suffix) for row in rows if len(row.split()) > 1):
             return True
     return False
 
@@ -608,7 +614,8 @@ def test_liblo_tools_interoperate(server, osc, tmp_path: Path):
         dump_port = probe.getsockname()[1]
     dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: udp_port_taken(dump_port), "oscdump to listen")
+        wait_for(lambda: udp_port_bound(dump_port) or dump.poll() is not None, "oscdump to listen")
+        assert dump.poll() is None, "oscdump exited before it listened"
         dump_lines = LineReader(dump.stdout)
         osc.send("/stemserver/register", dump_port)
         lines = dump_lines.until(lambda line: "/stemserver/registered" in line)  # the confirmation goes there too
