@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -59,6 +60,13 @@ class Checkpoint:
             return LabelEmbedder(self.labels, self.label_embeddings, self.text_backend, loader)
         except ValueError as e:
             raise CheckpointError(f"the checkpoint's label cache is inconsistent: {e}") from e
+
+    def nearest_labels(self, vectors: np.ndarray) -> list[str]:
+        """The label of the label cache nearest (by cosine) to each of the (n, text_dim) instrument vectors:
+        a stem's predicted instrument, as `library list` and the server's library view name it."""
+        labels = self.label_embeddings.float().numpy()
+        labels = labels / np.maximum(np.linalg.norm(labels, axis=1, keepdims=True), 1e-12)
+        return [self.labels[i] for i in (np.asarray(vectors, np.float32) @ labels.T).argmax(axis=1)]
 
     def build_model(self, device: torch.device | str = "cpu") -> StemJEPA:
         """A StemJEPA with these weights, in eval mode, on `device`."""

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from stemserver import __version__, arguments
 from stemserver.errors import StemserverError
@@ -212,6 +213,8 @@ def _serve_verb(verbs, common: argparse.ArgumentParser) -> None:
                        help="seconds of live input kept (default 30)")
     serve.add_argument("--queue", type=arguments.positive_int, default=16,
                        help="queries that may wait before 'busy' (default 16)")
+    serve.add_argument("--open", action="store_true", help="open the browser page (served on the WebSocket port) "
+                       "once the server listens")
     serve.add_argument("--no-demo", action="store_true", help="do not install and index the demo library when "
                        "the default library is empty")
     serve.set_defaults(run=_serve)
@@ -445,10 +448,7 @@ def _predicted_instruments(library, files: list, settings) -> dict[str, str]:
         checkpoint = load_checkpoint(_checkpoint_path(settings))
     except CheckpointError:
         return {}
-    labels = checkpoint.label_embeddings.float().numpy()
-    labels /= np.maximum(np.linalg.norm(labels, axis=1, keepdims=True), 1e-12)
-    nearest = (np.stack(list(vectors.values())) @ labels.T).argmax(axis=1)
-    return {sha: checkpoint.labels[i] for sha, i in zip(vectors, nearest)}
+    return dict(zip(vectors, checkpoint.nearest_labels(np.stack(list(vectors.values())))))
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -536,8 +536,15 @@ def _serve(args: argparse.Namespace) -> int:
     if defaults and not args.no_demo and demo.wanted(library):
         demo.install(library, checkpoint, settings)
 
-    def on_ready(osc_url: str, ws_url: str) -> None:
-        print(demo.first_query_hint(osc_url, ws_url, args.token), file=sys.stderr, flush=True)
+    def on_ready(osc_url: str, ws_url: str, page_url: str) -> None:
+        print(demo.first_query_hint(osc_url, ws_url, page_url, args.token), file=sys.stderr, flush=True)
+        if args.open:
+            import webbrowser
+
+            opened = webbrowser.open(page_url + (f"?token={quote(args.token, safe='')}" if args.token else ""))
+            if not opened:
+                print(f"stemserver: no web browser could be opened here; open {page_url} yourself", file=sys.stderr,
+                      flush=True)
 
     return serve(checkpoint, library, settings, options, on_ready)
 

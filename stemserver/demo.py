@@ -55,13 +55,15 @@ def install(library_dir: Path, checkpoint_path: Path, settings: Settings) -> dic
     return summary
 
 
-def first_query_hint(osc_url: str, ws_url: str, token: str | None) -> str:
-    """How to send a first query to this server, with a demo mix when the user has one."""
+def first_query_hint(osc_url: str, ws_url: str, page_url: str, token: str | None) -> str:
+    """How to send a first query to this server (in the browser, or with a demo mix when the user has one)."""
     mix, instrument = _example() or (Path("MIX.wav"), "bass")
     command = [*_stemserver_command(), "query", str(mix), "-i", instrument, "--server", osc_url]
     if token:
         command += ["--token", "YOUR_TOKEN"]
-    return (f"stemserver: listening on OSC {osc_url} and WebSocket {ws_url}. A first query, from another terminal:\n"
+    page = f"{page_url}?token=YOUR_TOKEN" if token else page_url
+    return (f"stemserver: listening on OSC {osc_url} and WebSocket {ws_url}; the page is {page} (open it in a "
+            f"browser: drop a mix, name an instrument, listen). A first query, from another terminal:\n"
             f"  {shlex.join(command)}")
 
 

@@ -227,6 +227,8 @@ class LibraryIndex:
         self.root = library.root
         self.files = {record.id: record for record in library.files()}
         self.music = library.music()  # path -> MusicFacts
+        self.folders = library.folders()  # the audio folders it was built from
+        self.paths = frozenset(record.path for record in self.files.values())
         try:
             self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
             self.windows = np.load(folder / "windows.npy")

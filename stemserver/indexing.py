@@ -7,7 +7,7 @@ the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +28,22 @@ class IndexOptions:
     follow_symlinks: bool = False  # also follow directory symlinks that lead outside the given folders
 
 
+def options_built_with(info: dict, seconds_per_column: float) -> IndexOptions:
+    """The options an index generation was built with (its info's settings), to index the same way again."""
+    built = info.get("settings", {})
+    defaults = IndexOptions()
+    return IndexOptions(hop_s=built.get("hop_columns", round(defaults.hop_s / seconds_per_column)) * seconds_per_column,
+                        n_trees=built.get("n_trees", defaults.n_trees), pca_dim=built.get("pca_dim"))
+
+
 def hop_in_columns(options: IndexOptions, seconds_per_column: float) -> int:
     return max(1, round(options.hop_s / seconds_per_column))
 
 
 def scan_into(library: Library, paths: Sequence[Path], checkpoint_path: Path, settings: Settings,
               options: IndexOptions = IndexOptions(), progress: bool = True,
-              damaged: dict[str, str] | None = None) -> tuple[ScanReport, float]:
+              damaged: dict[str, str] | None = None,
+              on_file: Callable[[int, int], None] | None = None) -> tuple[ScanReport, float]:
     """Embed the new, changed and damaged files of `paths` (and the `damaged` ones, wherever they
     are) into the library with the checkpoint's model; returns the report and the seconds per column."""
     checkpoint, model, device = load_model(checkpoint_path, settings)
@@ -42,17 +51,20 @@ def scan_into(library: Library, paths: Sequence[Path], checkpoint_path: Path, se
     report = library.scan(paths, stem_embedder(model, device, options.tile_loops, hop_columns=hop_columns),
                           sha256_file(checkpoint_path),
                           checkpoint_path.name, checkpoint.config.front_end.sample_rate, settings.max_audio_seconds,
-                          progress=progress, follow_symlinks=options.follow_symlinks, damaged=damaged)
+                          progress=progress, follow_symlinks=options.follow_symlinks, damaged=damaged,
+                          on_file=on_file)
     return report, checkpoint.config.seconds_per_column
 
 
 def index_folders(paths: Sequence[Path], library_dir: Path, checkpoint_path: Path, settings: Settings,
-                  options: IndexOptions = IndexOptions(), progress: bool = True) -> dict:
+                  options: IndexOptions = IndexOptions(), progress: bool = True,
+                  on_file: Callable[[int, int], None] | None = None) -> dict:
     """Scan `paths` into the library (embedding new, changed and damaged files, dropping removed
     ones) and build a new index generation; returns the scan report, the library folder and the
-    index info (None when the library is empty)."""
+    index info (None when the library is empty). `on_file(done, total)` follows the scan."""
     with Library(library_dir, create=True) as library:
-        report, seconds_per_column = scan_into(library, paths, checkpoint_path, settings, options, progress)
+        report, seconds_per_column = scan_into(library, paths, checkpoint_path, settings, options, progress,
+                                               on_file=on_file)
         index_settings = IndexSettings(hop_columns=hop_in_columns(options, seconds_per_column),
                                        n_trees=options.n_trees, pca_dim=options.pca_dim)
         try:

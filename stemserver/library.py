@@ -31,6 +31,7 @@ ones.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -445,6 +446,7 @@ class Library:
         progress: bool = True,
         follow_symlinks: bool = False,
         damaged: dict[str, str] | None = None,
+        on_file: Callable[[int, int], None] | None = None,
     ) -> ScanReport:
         """Bring the library up to date with the audio files under `roots`.
 
@@ -453,12 +455,15 @@ class Library:
         Unreadable files are recorded (and reported) instead of stopping the scan; they are
         retried when they change. Files whose embedding is damaged are embedded again, wherever
         they are: those `damaged` names (found by reading them whole) and those whose header or
-        shape is wrong. Directory symlinks are followed as `find_audio_files` says.
+        shape is wrong. Directory symlinks are followed as `find_audio_files` says. The folders
+        scanned are kept (`folders`): a re-index from a client scans them again. `on_file(done, total)`
+        is called before the first file and after each one (a server reports it as progress).
         """
         self.check_model(fingerprint)
         self.set_meta("checkpoint_sha256", fingerprint)
         self.set_meta("checkpoint_name", checkpoint_name)
         roots = [Path(r).expanduser().absolute() for r in roots]
+        self._keep_folders(roots)
         report, start = ScanReport(), time.perf_counter()
         damaged = {**self.damaged_embeddings(thorough=False), **(damaged or {})}
         self.forget_embeddings(damaged)
@@ -467,13 +472,26 @@ class Library:
         on_disk += sorted({Path(d["path"]) for d in report.damaged if Path(d["path"]).is_file()} - set(on_disk))
         report.removed = self.remove(self._indexed_under(roots) - {str(p) for p in on_disk})
         bar = tqdm(on_disk, desc="indexing", unit="file", disable=not progress or None, dynamic_ncols=True)
-        for path in bar:
+        if on_file is not None:
+            on_file(0, len(on_disk))
+        for done, path in enumerate(bar, 1):
             self._scan_one(path, embed, sample_rate, max_duration_s, report)
+            if on_file is not None:
+                on_file(done, len(on_disk))
             elapsed = time.perf_counter() - start
             bar.set_postfix_str(f"{report.audio_seconds / max(elapsed, 1e-9):.0f} audio-s/s")
         report.elapsed_s = time.perf_counter() - start
         report.failed = [f for f in self.failures() if any(f["path"].startswith(str(r)) for r in roots)]
         return report
+
+    def folders(self) -> list[Path]:
+        """The audio folders this library was built from (every folder a scan was given): what a re-index
+        scans again. One that is gone makes that scan fail, naming it."""
+        return [Path(folder) for folder in json.loads(self.meta("folders") or "[]")]
+
+    def _keep_folders(self, roots: list[Path]) -> None:
+        kept = json.loads(self.meta("folders") or "[]")
+        self.set_meta("folders", json.dumps(sorted(set(kept) | {str(r) for r in roots if r.is_dir()})))
 
     def _indexed_under(self, roots: list[Path]) -> set[str]:
         paths = {row[0] for row in self._sql("SELECT path FROM files UNION SELECT path FROM failures")}

@@ -67,21 +67,36 @@ def preview_file(mix_path: str | Path, stem_path: str | Path, out_path: str | Pa
                  max_duration_s: float = audio.MAX_DURATION_S) -> dict:
     """Render the preview of two audio files into a 32-bit float WAV at `out_path` (written whole or not
     at all), at the mix's rate; returns what was written, JSON-ready."""
-    out_path = Path(out_path).expanduser().absolute()
-    if out_path.suffix.lower() != ".wav":
-        raise StemserverError(f"{out_path}: a preview is a WAV file; name it NAME.wav")
     check_settings(offset_s, stretch, transpose, seconds, stem_gain_db)
+    _wav_path(out_path)  # before the mix is decoded
     mix, rate = audio.decode(mix_path, max_duration_s)
+    return preview_audio(mix, rate, stem_path, out_path, offset_s, stretch, transpose, seconds, stem_gain_db,
+                         max_duration_s, mix_source=str(mix_path))
+
+
+def preview_audio(mix: np.ndarray, rate: int, stem_path: str | Path, out_path: str | Path, offset_s: float = 0.0,
+                  stretch: float = 1.0, transpose: int = 0, seconds: float = QUERY_SECONDS, stem_gain_db: float = 0.0,
+                  max_duration_s: float = audio.MAX_DURATION_S, mix_source: str = "mix") -> dict:
+    """`preview_file` for a mix already in memory, (frames, channels) float at `rate` (a client sent it)."""
+    out_path = _wav_path(out_path)
+    check_settings(offset_s, stretch, transpose, seconds, stem_gain_db)
     stem, stem_rate = audio.decode(stem_path, max_duration_s)
     _check_finite(stem, str(stem_path))  # before resampling, which would spread a NaN over the whole file
     if stem_rate != rate:
         stem = soxr.resample(stem, stem_rate, rate, quality="HQ")
     rendered, scale, placement = _render(mix, stem, rate, offset_s, stretch, transpose, seconds, stem_gain_db,
-                                         mix_source=str(mix_path), stem_source=str(stem_path))
+                                         mix_source=mix_source, stem_source=str(stem_path))
     with atomic_path(out_path) as tmp:
         soundfile.write(tmp, rendered, rate, subtype="FLOAT", format="WAV")
     return {"path": str(out_path), "duration_s": round(len(rendered) / rate, 4), "sample_rate": rate,
             "channels": rendered.shape[1], **placement, "gain_db": round(20 * math.log10(scale), 2)}
+
+
+def _wav_path(out_path: str | Path) -> Path:
+    out_path = Path(out_path).expanduser().absolute()
+    if out_path.suffix.lower() != ".wav":
+        raise StemserverError(f"{out_path}: a preview is a WAV file; name it NAME.wav")
+    return out_path
 
 
 def prune_previews(folder: Path, keep: int) -> None:

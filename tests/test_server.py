@@ -71,12 +71,13 @@ class Server:
             (line,) = LineReader(self.process.stdout).until(lambda line: True, timeout_s=120)
         except AssertionError:
             line = ""
-        match = re.match(r"stemserver: ready osc://([\d.]+):(\d+) ws://([\d.]+):(\d+)", line)
+        match = re.match(r"stemserver: ready osc://([\d.]+):(\d+) ws://([\d.]+):(\d+) (http://\S+)$", line.strip())
         if not match:
             self.process.kill()
             raise RuntimeError(f"server did not start: {line!r} {self.log}")
         self.osc = ("127.0.0.1", int(match.group(2)))
         self.ws = f"ws://127.0.0.1:{match.group(4)}"
+        self.page = match.group(5)  # the browser page, on the WebSocket's port
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.process.poll() is None:

@@ -111,7 +111,7 @@ def test_the_worker_is_stopped_once(identity_checkpoint: Path, library: Path, mo
     monkeypatch.setattr(Worker, "stop", counted)
     options = app.ServerOptions(osc_port=0, ws_port=0)
     code = app.serve(identity_checkpoint, library, Settings(device="cpu", threads=1), options,
-                     on_ready=lambda osc_url, ws_url: os.kill(os.getpid(), signal.SIGTERM))
+                     on_ready=lambda osc_url, ws_url, page_url: os.kill(os.getpid(), signal.SIGTERM))
     assert code == 0 and len(stops) == 1
 
 

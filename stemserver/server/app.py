@@ -1,4 +1,4 @@
-"""`stemserver serve`: one asyncio process serving OSC and WebSocket on one engine."""
+"""`stemserver serve`: one asyncio process serving OSC, WebSocket and the browser page on one engine."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def check_security(options: ServerOptions) -> None:
 
 
 def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOptions,
-          on_ready: Callable[[str, str], None] | None = None) -> int:
-    """Run until SIGINT/SIGTERM; returns the exit code. `on_ready(osc_url, ws_url)` is called once
+          on_ready: Callable[[str, str, str], None] | None = None) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code. `on_ready(osc_url, ws_url, page_url)` is called once
     both front ends listen."""
     check_security(options)
     logs.configure(log)
@@ -69,7 +69,8 @@ def serve(checkpoint: Path, library: Path, settings: Settings, options: ServerOp
     return 0
 
 
-async def _run(service: Service, options: ServerOptions, on_ready: Callable[[str, str], None] | None) -> None:
+async def _run(service: Service, options: ServerOptions,
+               on_ready: Callable[[str, str, str], None] | None) -> None:
     loop = asyncio.get_running_loop()
     service.start()
     osc = OscServer(service, options.token)
@@ -96,10 +97,12 @@ async def _run(service: Service, options: ServerOptions, on_ready: Callable[[str
     status = service.status()
     log.info("model %s on %s; library: %d files", status["checkpoint"], status["device"], status["library_files"])
     # One line on stdout that scripts (and the tests) wait for; ports are the real ones (0 = any free port).
-    osc_url, ws_url = f"osc://{options.host}:{osc_port}", f"ws://{options.host}:{ws_port}"
-    print(f"stemserver: ready {osc_url} {ws_url}", flush=True)
+    # The page is served on the WebSocket's port (server/web.py).
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    osc_url, ws_url, page_url = f"osc://{host}:{osc_port}", f"ws://{host}:{ws_port}", f"http://{host}:{ws_port}/"
+    print(f"stemserver: ready {osc_url} {ws_url} {page_url}", flush=True)
     if on_ready is not None:
-        on_ready(osc_url, ws_url)
+        on_ready(osc_url, ws_url, page_url)
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)

@@ -237,7 +237,7 @@ def checked_audio_path(path) -> Path:
 
 
 class PreviewRequest(NamedTuple):
-    mix: Path
+    mix: Path | None  # None: the client sends the mix's samples instead
     stem: Path
     offset_s: float = 0.0
     stretch: float = 1.0
@@ -249,10 +249,12 @@ class PreviewRequest(NamedTuple):
 PREVIEW_OPTIONS = ("seconds", "stem_gain_db")
 
 
-def preview_request(mix, stem, offset=0.0, stretch=1.0, transpose=0, options: dict | None = None) -> PreviewRequest:
-    """Validate a preview request of either protocol: two audio paths, a result's offset, stretch and transpose,
-    and the optional `seconds` (the query window) and `stem_gain_db`. Whether the stem is a library file is
-    the service's to check: it holds the library."""
+def preview_request(mix, stem, offset=0.0, stretch=1.0, transpose=0, options: dict | None = None,
+                    mix_sent: bool = False) -> PreviewRequest:
+    """Validate a preview request of either protocol: two audio paths (or, `mix_sent`, the stem's alone: the
+    client sends the mix's samples), a result's offset, stretch and transpose, and the optional `seconds` (the
+    query window) and `stem_gain_db`. Whether the stem is a library file is the service's to check: it holds
+    the library."""
     from stemserver.preview import check_settings  # here: it imports numpy, and the client imports this module
 
     options = dict(options or {})
@@ -269,8 +271,11 @@ def preview_request(mix, stem, offset=0.0, stretch=1.0, transpose=0, options: di
     if not 2.0 <= options.get("seconds", QUERY_SECONDS) <= MAX_UPLOAD_SECONDS:  # the query's window
         raise ProtocolError("bad_request", f"seconds must be from 2 to {MAX_UPLOAD_SECONDS:.0f}, the query's window, "
                                            f"got {_shown(options['seconds'])}")
-    request = PreviewRequest(checked_audio_path(mix), checked_audio_path(stem), float(offset), float(stretch),
-                             int(transpose), float(options.get("seconds", QUERY_SECONDS)),
+    if mix_sent and mix is not None:
+        raise ProtocolError("bad_request", "a preview sends its mix either as a path ('mix') or as audio "
+                                           "(sample_rate, channels, format, then the PCM), not both")
+    request = PreviewRequest(None if mix_sent else checked_audio_path(mix), checked_audio_path(stem), float(offset),
+                             float(stretch), int(transpose), float(options.get("seconds", QUERY_SECONDS)),
                              float(options.get("stem_gain_db", 0.0)))
     try:
         check_settings(request.offset_s, request.stretch, request.transpose, request.seconds, request.stem_gain_db)

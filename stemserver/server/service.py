@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import numpy as np
 
 from stemserver import __version__, audio
 from stemserver.engine import Engine, Query, QueryResult
-from stemserver.preview import preview_file, prune_previews
+from stemserver.indexing import index_folders, options_built_with
+from stemserver.library import Library
+from stemserver.preview import preview_audio, preview_file, prune_previews
 from stemserver.server.capture import LiveCapture
 from stemserver.server.protocol import (
     PROTOCOL_VERSION,
@@ -26,6 +29,7 @@ from stemserver.server.protocol import (
     QueryOptions,
     error_from_exception,
 )
+from stemserver.server.web import AudioIds
 from stemserver.server.worker import Worker
 
 log = logging.getLogger("stemserver.server")
@@ -53,6 +57,8 @@ class Service:
         self.answered = 0
         self.stopped = False
         self.previews = 0  # rendering now (changed on the event loop only)
+        self.reindexing = False  # a re-index is running (changed on the event loop only)
+        self.audio_ids = AudioIds()
 
     def start(self) -> None:
         self.worker.start()
@@ -81,7 +87,11 @@ class Service:
                 log.error("query failed", exc_info=e)
             raise error from e
         self.answered += 1
-        return result.to_dict()
+        answer = result.to_dict()
+        folders = self.engine.index.folders
+        for match in answer["matches"]:
+            match.update(file_id=self.audio_ids.issue(match["path"]), folder=shown_folder(match["path"], folders))
+        return answer
 
     def _answer(self, jobs: list[tuple[AudioSource, QueryOptions]]) -> list:
         """Runs in the worker thread: prepare each query's audio, then one batched engine call."""
@@ -144,11 +154,11 @@ class Service:
     def instruments(self) -> list[str]:
         return self.engine.known_instruments()
 
-    async def preview(self, request: PreviewRequest) -> dict:
-        """Render a preview of a library stem into the library's previews folder and say where (off the event
-        loop: it decodes and stretches audio). Raises ProtocolError."""
-        library_paths = {record.path for record in self.engine.index.files.values()}
-        if str(request.stem) not in library_paths:  # a preview must not read out any file the server can
+    async def preview(self, request: PreviewRequest, mix: AudioSource | None = None) -> dict:
+        """Render a preview of a library stem into the library's previews folder and say where, with the id that
+        fetches it over HTTP (off the event loop: it decodes and stretches audio). The mix is the request's path,
+        or `mix`'s samples when a client sent them. Raises ProtocolError."""
+        if str(request.stem) not in self.engine.index.paths:  # a preview must not read out any file the server can
             raise ProtocolError("not_in_library", f"{request.stem} is not a file of this server's library: preview "
                                                   "a stem a query returned, by its path")
         if self.stopped:
@@ -157,16 +167,116 @@ class Service:
             raise ProtocolError("busy", f"{MAX_PREVIEWS} previews are already rendering; try again when one is done")
         self.previews += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(None, self._render_preview, request)
+            summary = await asyncio.get_running_loop().run_in_executor(None, self._render_preview, request, mix)
         except Exception as e:
             raise error_from_exception(e) from e
         finally:
             self.previews -= 1
+        return {**summary, "file_id": self.audio_ids.issue(summary["path"])}
 
-    def _render_preview(self, request: PreviewRequest) -> dict:
-        folder = self.engine.library_dir.absolute() / PREVIEW_FOLDER
+    def _render_preview(self, request: PreviewRequest, mix: AudioSource | None) -> dict:
+        folder = self._preview_folder()
         out = folder / f"preview-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.wav"
-        summary = preview_file(request.mix, request.stem, out, request.offset_s, request.stretch, request.transpose,
-                               request.seconds, request.stem_gain_db, self.engine.settings.max_audio_seconds)
+        if mix is None:
+            summary = preview_file(request.mix, request.stem, out, request.offset_s, request.stretch,
+                                   request.transpose, request.seconds, request.stem_gain_db,
+                                   self.engine.settings.max_audio_seconds)
+        else:
+            summary = preview_audio(mix.samples, mix.sample_rate, request.stem, out, request.offset_s, request.stretch,
+                                    request.transpose, request.seconds, request.stem_gain_db,
+                                    self.engine.settings.max_audio_seconds, mix_source="uploaded mix")
         prune_previews(folder, PREVIEWS_KEPT)
         return summary
+
+    def _preview_folder(self) -> Path:
+        return self.engine.library_dir.absolute() / PREVIEW_FOLDER
+
+    def audio_path(self, file_id: str) -> Path | None:
+        """The file an id the server issued names, while a client may fetch it: a file of the library's current
+        index, or a preview that is still kept. None for anything else."""
+        path = self.audio_ids.path(file_id)
+        if path is None:
+            return None
+        if path in self.engine.index.paths or (Path(path).parent == self._preview_folder() and Path(path).is_file()):
+            return Path(path)
+        return None
+
+    async def library(self) -> dict:
+        """The library as the page's library view shows it: its files (with ids to play them), its folders with
+        counts, the files that failed and why, and the instruments the model predicts for its files."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._library)
+
+    def _library(self) -> dict:
+        index = self.engine.index
+        records = sorted(index.files.values(), key=lambda record: record.path)
+        predicted = {}
+        if index.instruments is not None:
+            with_vector = [r for r in records if r.id < len(index.instruments) and index.instruments[r.id].any()]
+            if with_vector:
+                names = self.engine.checkpoint.nearest_labels(index.instruments[[r.id for r in with_vector]])
+                predicted = {r.path: name for r, name in zip(with_vector, names)}
+        files, folders = [], {}
+        for record in records:
+            facts = index.music.get(record.path)
+            folder = shown_folder(record.path, index.folders)
+            files.append({"file_id": self.audio_ids.issue(record.path), "path": record.path, "folder": folder,
+                          "name": Path(record.path).name, "label": record.label,
+                          "instrument": predicted.get(record.path), "duration_s": round(record.duration_s, 3),
+                          "tempo_bpm": facts.tempo_bpm if facts else None, "key": facts.key if facts else None,
+                          "bars": facts.bars if facts else None})
+            count, seconds = folders.get(folder, (0, 0.0))
+            folders[folder] = (count + 1, seconds + record.duration_s)
+        with Library(self.engine.library_dir) as library:
+            failures = library.failures()
+        return {"sources": [str(folder) for folder in index.folders], "generation": index.info["generation"],
+                "folders": [{"folder": name, "files": count, "seconds": round(seconds, 1)}
+                            for name, (count, seconds) in sorted(folders.items())],
+                "files": files, "failures": [{"path": f["path"], "error": f["error"]} for f in failures],
+                "instruments": sorted(set(predicted.values()))}
+
+    async def reindex(self, on_progress: Callable[[dict], None]) -> dict:
+        """Index the library's folders again (new, changed and removed files) with the server's model, as
+        `stemserver index` does, then switch to the new index. `on_progress` gets {"stage", "done", "total"}
+        on the event loop as files are done. One at a time: another gets busy."""
+        if self.stopped:
+            raise ProtocolError("shutting_down", "the server is stopping")
+        if self.reindexing:
+            raise ProtocolError("busy", "the library is being indexed already; wait for that to finish")
+        folders = self.engine.index.folders
+        if not folders:
+            raise ProtocolError("library", f"the library at {self.engine.library_dir} does not say which folders it "
+                                           "was built from (it was indexed by an older stemserver): run `stemserver "
+                                           "index FOLDER... --library DIR` once, then re-index from here")
+        loop = asyncio.get_running_loop()
+
+        def on_file(done: int, total: int) -> None:
+            loop.call_soon_threadsafe(on_progress, {"stage": "indexing", "done": done, "total": total})
+
+        self.reindexing = True
+        try:
+            return await loop.run_in_executor(None, self._reindex, folders, on_file)
+        except Exception as e:
+            raise error_from_exception(e) from e
+        finally:
+            self.reindexing = False
+
+    def _reindex(self, folders: list[Path], on_file: Callable[[int, int], None]) -> dict:
+        engine = self.engine
+        options = options_built_with(engine.index.info, engine.seconds_per_column)
+        summary = index_folders(folders, engine.library_dir, engine.checkpoint_path, engine.settings, options,
+                                progress=False, on_file=on_file)
+        info = engine.reload()
+        return {"added": summary["added"], "updated": summary["updated"], "removed": summary["removed"],
+                "unchanged": summary["unchanged"], "failed": len(summary["failed"]),
+                "generation": info["generation"], "files": info["files"], "windows": info["windows"]}
+
+
+def shown_folder(path: str, folders: list[Path]) -> str:
+    """A file's folder as a person reads it: relative to the audio folder it was indexed from ("bass",
+    "drums/loops"), that folder's own name for a file directly in it, the parent's name when none is known."""
+    parent = Path(path).parent
+    for root in folders:
+        if parent == root or root in parent.parents:
+            relative = parent.relative_to(root)
+            return root.name if str(relative) == "." else relative.as_posix()
+    return parent.name

@@ -16,14 +16,19 @@ import struct
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
 
 from stemserver.server.messages import result_message
 from stemserver.server.protocol import (
     MAX_UPLOAD_SECONDS,
     PREVIEW_OPTIONS,
+    PreviewRequest,
     ProtocolError,
+    check_pcm_format,
     checked_audio_path,
+    is_loopback,
     log_failure,
     pcm_to_samples,
     preview_request,
@@ -31,11 +36,13 @@ from stemserver.server.protocol import (
 )
 from stemserver.server.security import host_refusal, origin_refusal, parse_origin, token_matches, token_presented
 from stemserver.server.service import AudioSource, Service
+from stemserver.server.web import AUDIO_PREFIX, Reply, audio_reply, fetch_refusal, http_date, page_reply, text_reply
 from stemserver.window import QUERY_SECONDS
 
 log = logging.getLogger("stemserver.server")
 MAGIC = b"SSQ1"
-MESSAGE_TYPES = ("ping", "status", "instruments", "reload", "query", "query_file", "query_now", "preview")
+MESSAGE_TYPES = ("ping", "status", "instruments", "reload", "query", "query_file", "query_now", "preview", "library",
+                 "reindex")
 MAX_MESSAGE_BYTES = int(MAX_UPLOAD_SECONDS * 48_000 * 2 * 4) + 64 * 1024
 MAX_JSON_DEPTH = 32  # lists and objects within lists and objects; a message needs 3
 TOO_DEEP = f"lists and objects nested more than {MAX_JSON_DEPTH} deep"
@@ -55,6 +62,7 @@ class WebSocketServer:
     async def start(self, host: str, port: int) -> Server:
         self.server = await serve(self._handle, host, port, max_size=MAX_MESSAGE_BYTES, compression=None,
                                   process_request=self._admit)
+        self.allowed_origins |= page_origins(host, next(iter(self.server.sockets)).getsockname()[1])
         return self.server
 
     def pending(self) -> set[asyncio.Task]:
@@ -67,25 +75,45 @@ class WebSocketServer:
         self.server.close()
         await self.server.wait_closed()
 
-    def _admit(self, connection: ServerConnection, request):
-        """Refuse web pages (Origin), DNS rebinding (Host, on loopback) and, with a token, who lacks it."""
+    async def _admit(self, connection: ServerConnection, request):
+        """Serve the page and its audio (plain HTTP), and refuse, for those and for WebSocket handshakes alike,
+        other web sites (Origin, Sec-Fetch-Site), DNS rebinding (Host, on loopback) and, with a token, who lacks it."""
         if self.stopping:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "the server is stopping\n")
         headers = request.headers
+        upgrade = "websocket" in headers.get("Upgrade", "").lower()
+        what = "WebSocket connection" if upgrade else f"HTTP request for {request.path.partition('?')[0][:100]!r}"
         reason = origin_refusal(headers.get_all("Origin"), self.allowed_origins)
         if reason is None and self.loopback:
             reason = host_refusal(headers.get_all("Host"))
+        if reason is None and not upgrade:
+            reason = fetch_refusal(headers.get_all("Sec-Fetch-Site"))
         if reason is not None:
-            log.warning("%s: WebSocket connection refused: %s", connection.remote_address, reason)
+            log.warning("%s: %s refused: %s", connection.remote_address, what, reason)
             return connection.respond(HTTPStatus.FORBIDDEN, reason + "\n")
-        if self.token is None:
-            return None
-        given = token_presented(headers.get("Authorization"), request.path.partition("?")[2])
-        if not token_matches(given, self.token):
-            log.warning("%s: WebSocket connection refused: missing or wrong token", connection.remote_address)
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "a token is required: send Authorization: Bearer "
-                                                               "SECRET, or ?token=SECRET\n")
+        path, _, query = request.path.partition("?")
+        if not upgrade and not path.startswith(AUDIO_PREFIX):
+            return _response(page_reply(path))  # the page holds no secret: it asks for the token itself
+        if self.token is not None:
+            given = token_presented(headers.get("Authorization"), query)
+            if not token_matches(given, self.token):
+                log.warning("%s: %s refused: missing or wrong token", connection.remote_address, what)
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "a token is required: send Authorization: "
+                                                                   "Bearer SECRET, or ?token=SECRET\n")
+        if not upgrade:
+            return _response(await self._audio(path.removeprefix(AUDIO_PREFIX), headers.get("Range")))
         return None
+
+    async def _audio(self, file_id: str, range_header: str | None) -> Reply:
+        path = self.service.audio_path(file_id)
+        if path is None:
+            return text_reply(HTTPStatus.NOT_FOUND, "no audio by that id: use a file_id the server gave")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, audio_reply, path, range_header)
+        except OSError as e:
+            log.warning("cannot serve %s: %s", path, e)
+            return text_reply(HTTPStatus.NOT_FOUND, f"that file cannot be read now ({e.strerror}): index the "
+                                                    "library again")
 
     async def _handle(self, connection: ServerConnection) -> None:
         pending: dict | None = None  # a JSON query waiting for its binary frame
@@ -107,7 +135,11 @@ class WebSocketServer:
                         header, pcm = (pending, frame) if pending is not None else _split_binary(frame)
                         pending = None
                         request_id = header.get("id")
-                        self._spawn(connection, header, self._query_pcm(connection, header, pcm))
+                        if header.get("type") == "preview":
+                            self._spawn(connection, header, self._preview(connection, request_id,
+                                                                          _preview_request(header), header, pcm))
+                        else:
+                            self._spawn(connection, header, self._query_pcm(connection, header, pcm))
                 except Exception as e:
                     pending = None
                     await self._fail(connection, request_id, e)
@@ -142,10 +174,16 @@ class WebSocketServer:
             self._spawn(connection, message, self._query(connection, request_id, AudioSource(live=True),
                                                          _options(message)))
         elif kind == "preview":
-            request = preview_request(message.get("mix"), message.get("stem"), message.get("offset", 0.0),
-                                      message.get("stretch", 1.0), message.get("transpose", 0),
-                                      {key: message[key] for key in PREVIEW_OPTIONS if key in message})
+            request = _preview_request(message)
+            if request.mix is None:  # the mix's audio follows in the next binary frame
+                check_pcm_format(message.get("sample_rate"), message.get("channels", 1), message.get("format",
+                                                                                                     "float32"))
+                return message
             self._spawn(connection, message, self._preview(connection, request_id, request))
+        elif kind == "library":
+            self._spawn(connection, message, self._library(connection, request_id))
+        elif kind == "reindex":
+            self._spawn(connection, message, self._reindex(connection, request_id))
         else:
             raise ProtocolError("unknown_address", f"unknown message type {kind!r}: one of {', '.join(MESSAGE_TYPES)}")
         return None
@@ -179,8 +217,27 @@ class WebSocketServer:
     async def _reload(self, connection, request_id) -> None:
         await self._send(connection, {"type": "reloaded", "id": request_id, **await self.service.reload()})
 
-    async def _preview(self, connection, request_id, request) -> None:
-        await self._send(connection, {"type": "preview", "id": request_id, **await self.service.preview(request)})
+    async def _preview(self, connection, request_id, request, header: dict | None = None, pcm: bytes = b"") -> None:
+        mix = None
+        if header is not None:
+            mix = AudioSource(samples=pcm_to_samples(pcm, header.get("sample_rate"), header.get("channels", 1),
+                                                     header.get("format", "float32")),
+                              sample_rate=header["sample_rate"])
+        await self._send(connection, {"type": "preview", "id": request_id,
+                                      **await self.service.preview(request, mix)})
+
+    async def _library(self, connection, request_id) -> None:
+        await self._send(connection, {"type": "library", "id": request_id, **await self.service.library()})
+
+    async def _reindex(self, connection, request_id) -> None:
+        sent: list[asyncio.Future] = []  # the progress messages, each sent as it comes, all before the last
+
+        def progress(step: dict) -> None:
+            sent.append(asyncio.ensure_future(self._send(connection, {"type": "progress", "id": request_id, **step})))
+
+        result = await self.service.reindex(progress)
+        await asyncio.gather(*sent)
+        await self._send(connection, {"type": "reindexed", "id": request_id, **result})
 
     async def _fail(self, connection, request_id, error: Exception) -> None:
         error = log_failure(connection.remote_address, request_id, error)
@@ -193,6 +250,28 @@ class WebSocketServer:
             await connection.send(json.dumps(message))
         except ConnectionClosed:
             pass  # the client left; nothing to tell it
+
+
+def page_origins(host: str, port: int) -> frozenset[str]:
+    """The origins of the server's own page: the names a browser may reach it by."""
+    names = {f"[{host}]" if ":" in host else host}
+    if is_loopback(host):
+        names |= {"127.0.0.1", "localhost", "[::1]"}
+    return frozenset(parse_origin(f"http://{name}:{port}") for name in names)
+
+
+def _response(reply: Reply) -> Response:
+    headers = Headers([("Date", http_date()), ("Connection", "close"), ("Content-Length", str(len(reply.body))),
+                       *reply.headers])
+    return Response(reply.status.value, reply.status.phrase, headers, reply.body)
+
+
+def _preview_request(message: dict) -> PreviewRequest:
+    """A preview message's request; without a `mix` path but with a `sample_rate`, the mix's PCM follows."""
+    return preview_request(message.get("mix"), message.get("stem"), message.get("offset", 0.0),
+                           message.get("stretch", 1.0), message.get("transpose", 0),
+                           {key: message[key] for key in PREVIEW_OPTIONS if key in message},
+                           mix_sent="sample_rate" in message)
 
 
 def _options(message: dict):
