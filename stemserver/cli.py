@@ -188,10 +188,12 @@ def _preview_verb(verbs, common: argparse.ArgumentParser) -> None:
 
 
 def _serve_verb(verbs, common: argparse.ArgumentParser) -> None:
-    serve = verbs.add_parser("serve", parents=[common], help="run the OSC + WebSocket server",
-                             description="Serve queries over OSC (UDP) and WebSocket until SIGINT/SIGTERM. "
+    serve = verbs.add_parser("serve", parents=[common], help="run the OSC + WebSocket server and its browser page",
+                             description="Serve queries over OSC (UDP) and WebSocket until SIGINT/SIGTERM, and "
+                             "the browser page on the WebSocket port (http://127.0.0.1:8765/ by default). "
                              "The wire contract is docs/protocol.md. Prints one 'stemserver: ready ...' line "
-                             "on stdout when it listens, and a first query to try on stderr. On the first start "
+                             "on stdout when it listens (its last URL is the page), and a first query to try on "
+                             "stderr. On the first start "
                              "with the default model and library, copies the demo library to "
                              "~/.local/share/stemserver/demo and indexes it.")
     serve.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
@@ -206,7 +208,8 @@ def _serve_verb(verbs, common: argparse.ArgumentParser) -> None:
                        help="shared secret clients must send (required off loopback)")
     serve.add_argument("--allow-origin", action="append", default=[], type=_origin, metavar="ORIGIN",
                        help="let web pages from ORIGIN (e.g. http://localhost:3000) open a WebSocket; may repeat. "
-                       "By default a connection that presents an Origin (what browsers send) is refused")
+                       "By default a connection that presents an Origin (what browsers send) is refused, "
+                       "unless it is the server's own page")
     serve.add_argument("--capture", metavar="DEVICE", help="capture this audio input (name or index) for 'now' "
                        "queries")
     serve.add_argument("--capture-seconds", type=arguments.positive_float, default=30.0,
