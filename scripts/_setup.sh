@@ -74,6 +74,8 @@ install_system_packages() {  # args: PACKAGE:CHECK pairs; installs the Debian PA
                 fluid-soundfont-gm) echo "note: no Homebrew soundfont; pass any General MIDI .sf2 with --soundfont" ;;
                 musescore-general-soundfont|timgm6mb-soundfont|csound-soundfont|hydrogen-drumkits)
                     echo "note: no Homebrew package for $package; the popular corpus's tests that need it skip" ;;
+                chromium|chromium-driver)
+                    echo "note: the browser tests drive Debian's /usr/bin/chromium; without it they skip" ;;
                 liblo-tools) formulae+=(liblo) ;;
                 jackd2) formulae+=(jack) ;;
                 libportaudio2) formulae+=(portaudio) ;;

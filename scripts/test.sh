@@ -6,6 +6,7 @@ install_system_packages ffmpeg:ffmpeg fluidsynth:fluidsynth fluid-soundfont-gm:/
     liblo-tools:oscsend jackd2:jackd libportaudio2:lib:libportaudio.so.2 lua5.4:lua5.4 \
     musescore-general-soundfont:/usr/share/sounds/sf3/MuseScore_General_Full.sf3 \
     timgm6mb-soundfont:/usr/share/sounds/sf2/TimGM6mb.sf2 csound-soundfont:/usr/share/sounds/sf2/sf_GMbank.sf2 \
-    hydrogen-drumkits:/usr/share/hydrogen/data/drumkits
+    hydrogen-drumkits:/usr/share/hydrogen/data/drumkits \
+    chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver
 install_python_packages "text,test"
 exec "$VENV/bin/python" -m pytest "$@"

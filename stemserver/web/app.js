@@ -13,6 +13,8 @@ const page = {
   lastSchedule: null,
   lastResult: null,
   schedules: [],
+  searches: 0,         // searches answered, with results or an error
+  recordedSeconds: 0,  // of the recording in progress
 };
 window.stemserverPage = page;
 
@@ -221,7 +223,12 @@ async function toggleRecording() {
     const recorder = new MediaRecorder(stream);
     recording.recorder = recorder;
     recording.chunks = [];
-    recorder.addEventListener("dataavailable", (event) => recording.chunks.push(event.data));
+    const started = performance.now();
+    page.recordedSeconds = 0;
+    recorder.addEventListener("dataavailable", (event) => {
+      recording.chunks.push(event.data);
+      page.recordedSeconds = (performance.now() - started) / 1000;
+    });
     recorder.addEventListener("stop", async () => {
       stream.getTracks().forEach((track) => track.stop());
       recording.recorder = null;
@@ -263,6 +270,8 @@ async function search() {
   } catch (error) {
     $("#result-count").textContent = "";
     showError(error);
+  } finally {
+    page.searches += 1;
   }
 }
 
@@ -277,6 +286,8 @@ async function searchLive() {
   } catch (error) {
     $("#result-count").textContent = "";
     showError(error);
+  } finally {
+    page.searches += 1;
   }
 }
 
@@ -420,8 +431,8 @@ function showSelected(match) {
 }
 
 function onKey(event) {
-  if (event.target.closest("input:not([type=checkbox]), textarea, select, button")) return;
-  if (event.key === " ") {
+  if (event.target.closest("input:not([type=checkbox]), textarea, select")) return;
+  if (event.key === " " && !event.target.closest("button, input")) {
     event.preventDefault();
     togglePlay();
   } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
