@@ -531,7 +531,7 @@ async function play() {
 function startPlayback(buffer, match) {
   const when = context.currentTime + LEAD_S;
   const seconds = state.window.seconds;
-  const playback = {passes: [], timer: null};
+  const playback = {passes: [], timer: null, when, loop: $("#loop").checked};
   state.playback = playback;
   page.schedules = [];
   const addPass = () => playback.passes.push(schedulePass(when + playback.passes.length * seconds, buffer, match));
@@ -550,6 +550,22 @@ function startPlayback(buffer, match) {
     });
   }
   setPlaying(true);
+  requestAnimationFrame(() => movePlayhead(playback));
+}
+
+// Where the mix is, on the waveform, while it plays.
+function movePlayhead(playback) {
+  const head = $("#mix-playhead");
+  if (state.playback !== playback || !state.mix || state.window.live) {
+    head.hidden = true;
+    return;
+  }
+  const {start, seconds} = state.window;
+  const elapsed = Math.max(context.currentTime - playback.when, 0);
+  const position = start + (playback.loop ? elapsed % seconds : elapsed);
+  head.style.left = `${(100 * Math.min(position, state.mix.buffer.duration)) / state.mix.buffer.duration}%`;
+  head.hidden = false;
+  requestAnimationFrame(() => movePlayhead(playback));
 }
 
 function playPreview() {
