@@ -136,10 +136,11 @@ class Session:
 
 
 @pytest.fixture(scope="module")
-def session(browser, server) -> Session:
+def session(browser, server):
     session = Session(browser, server.page)
     expect(session.page.locator("#status")).to_contain_text("connected", timeout=WAIT_MS)
-    return session
+    yield session
+    session.context.close()  # before the server stops: it would wait for the page's connection to close
 
 
 def wav_bytes(path: Path, seconds: float) -> bytes:
@@ -493,6 +494,7 @@ def test_a_rebound_host_name_is_refused(server, searched, path: str):
     request = urllib.request.Request(url, headers={"Host": f"evil.example:{urlsplit(url).port}"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
+    refused.value.close()  # its connection: left open, the server's shutdown would wait for it
     assert refused.value.code == 403
 
 
