@@ -49,6 +49,8 @@ def test_a_wheel_installs_the_trainer_as_stemserver_training_with_its_configs(tm
         archive.extractall(tmp_path / "site")
     assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == {"stemserver", "stemserver_training"}
     assert {f"stemserver_training/configs/{name}.yaml" for name in ("demo", "paper", "tiny")} <= set(names)
+    page = {f"stemserver/web/{file.name}" for file in (ROOT / "stemserver" / "web").iterdir()}  # `serve`'s page
+    assert "stemserver/web/index.html" in page and page <= set(names)
 
     # From the unpacked wheel, outside the repository: the shipped configs resolve by name...
     site = tmp_path / "site"

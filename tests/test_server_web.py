@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import socket
 from pathlib import Path
 from urllib.parse import quote
 
@@ -235,3 +236,15 @@ def test_open_opens_the_page_in_the_users_browser(identity_checkpoint, library, 
         assert opened.read_text().strip() == own.page + "?token=t%2Fk"
     finally:
         assert own.stop() == 0
+
+
+def test_shutdown_drops_connections_that_sent_no_request(identity_checkpoint, library):  # noqa: F811
+    """A browser opens spare connections and may send nothing on them: the server must not wait for their
+    handshake timeout before it exits."""
+    own = Server(identity_checkpoint, library)
+    host, port = own.ws.removeprefix("ws://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as idle:
+        wait_for(lambda: get(own.ws, "/")[0] == 200, "the server to answer beside the idle connection")
+        assert own.stop() == 0
+        assert "dropped 1 connection(s) that had sent no request" in own.log
+        assert idle.recv(1) == b""  # closed by the server

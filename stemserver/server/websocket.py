@@ -13,12 +13,14 @@ import asyncio
 import json
 import logging
 import struct
+import weakref
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
+from websockets.protocol import State
 
 from stemserver.server.messages import result_message
 from stemserver.server.protocol import (
@@ -58,10 +60,11 @@ class WebSocketServer:
         self.server: Server | None = None
         self.stopping = False  # set at shutdown: new connections are refused, open ones get their replies
         self.tasks: dict[ServerConnection, set[asyncio.Task]] = {}  # each connection's replies in flight
+        self.connections: weakref.WeakSet[ServerConnection] = weakref.WeakSet()  # handshakes in progress too
 
     async def start(self, host: str, port: int) -> Server:
         self.server = await serve(self._handle, host, port, max_size=MAX_MESSAGE_BYTES, compression=None,
-                                  process_request=self._admit)
+                                  process_request=self._admit, create_connection=self._connection)
         self.allowed_origins |= page_origins(host, next(iter(self.server.sockets)).getsockname()[1])
         return self.server
 
@@ -70,10 +73,23 @@ class WebSocketServer:
         return {task for tasks in self.tasks.values() for task in tasks}
 
     async def close(self) -> None:
-        """Close every connection (1001) once its replies are out (see `pending`)."""
+        """Close every connection (1001) once its replies are out (see `pending`). A connection that has sent no
+        request yet (a browser opens spare ones) is dropped: the server would otherwise wait its handshake
+        timeout for each."""
         self.stopping = True
+        idle = [c for c in self.connections if c.protocol.state is State.CONNECTING and getattr(c, "transport", None)]
+        for connection in idle:
+            connection.transport.abort()
+        if idle:
+            log.info("dropped %d connection(s) that had sent no request", len(idle))
         self.server.close()
         await self.server.wait_closed()
+
+    def _connection(self, *args, **kwargs) -> ServerConnection:
+        """Every connection from its first byte (websockets tracks them only once their handshake is done)."""
+        connection = ServerConnection(*args, **kwargs)
+        self.connections.add(connection)
+        return connection
 
     async def _admit(self, connection: ServerConnection, request):
         """Serve the page and its audio (plain HTTP), and refuse, for those and for WebSocket handshakes alike,
