@@ -60,6 +60,13 @@ AudioBufferSourceNode.prototype.start = function (when, offset, duration) {
                               loopEnd: this.loopEnd});
   return start.apply(this, arguments);
 };
+window.recordedGains = [];  // the page's GainNodes, in the order it makes them: the mix's, then the stem's
+const createGain = BaseAudioContext.prototype.createGain;
+BaseAudioContext.prototype.createGain = function () {
+  const node = createGain.apply(this, arguments);
+  window.recordedGains.push(node);
+  return node;
+};
 """
 
 
@@ -300,6 +307,31 @@ def test_looping_the_window_schedules_the_next_pass_ahead(session: Session, sear
         assert mix["offset"] == pytest.approx(4.0, abs=1e-6)
         assert stem["offset"] == pytest.approx(match["offset_s"] % stem["duration"] if match["loop"]
                                                else match["offset_s"], abs=1e-6)
+
+
+def test_mute_solo_and_gain_set_the_levels_mix_and_stem_play_at(session: Session, searched):
+    def levels() -> list[float]:
+        return session.page.evaluate("() => window.recordedGains.slice(0, 2).map(node => node.gain.value)")
+
+    assert levels() == [1, 1]
+    for box, expected in (("#stem-mute", [1, 0]), ("#mix-mute", [0, 1]), ("#mix-solo", [1, 0]), ("#stem-solo", [0, 1])):
+        session.page.check(box)
+        try:
+            assert levels() == expected, box
+        finally:
+            session.page.uncheck(box)
+    session.page.check("#mix-solo")
+    session.page.check("#stem-solo")  # both soloed: both play
+    assert levels() == [1, 1]
+    session.page.uncheck("#mix-solo")
+    session.page.uncheck("#stem-solo")
+    session.page.fill("#stem-gain", "-6")
+    try:
+        assert levels() == [1, pytest.approx(10 ** (-6 / 20), rel=1e-5)]
+        expect(session.page.locator("#stem-gain-value")).to_have_text("-6 dB")
+    finally:
+        session.page.fill("#stem-gain", "0")
+    assert levels() == [1, 1]
 
 
 def test_the_server_preview_is_rendered_and_played_or_its_error_shown(session: Session, searched):
