@@ -193,7 +193,8 @@ def test_reindex_reports_progress_then_serves_the_new_file(identity_checkpoint, 
         assert [Path(f["path"]).name for f in view["failures"]] == ["broken.wav"] and view["failures"][0]["error"]
         shutil.rmtree(samples)  # a folder that is gone is named, and nothing is lost
         (error,) = ask(own.ws, {"type": "reindex", "id": "r2"}, until="reindexed")
-        assert error["code"] == "library" and "no such folder" in error["message"]
+        assert error["code"] == "library" and f"{samples}, a folder this library was indexed from, is missing" in \
+            error["message"]
         assert ask(own.ws, {"type": "status", "id": "s"}, until="status")[0]["library_files"] == 3
     finally:
         assert own.stop() == 0

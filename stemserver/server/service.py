@@ -247,6 +247,11 @@ class Service:
             raise ProtocolError("library", f"the library at {self.engine.library_dir} does not say which folders it "
                                            "was built from (it was indexed by an older stemserver): run `stemserver "
                                            "index FOLDER... --library DIR` once, then re-index from here")
+        missing = [folder for folder in folders if not folder.is_dir()]
+        if missing:
+            raise ProtocolError("library", f"{missing[0]}, a folder this library was indexed from, is missing (an "
+                                           "unmounted drive?): mount it again and re-index. Its files stay in the "
+                                           "library until then; nothing was changed")
         loop = asyncio.get_running_loop()
 
         def on_file(done: int, total: int) -> None:
