@@ -8,7 +8,7 @@ key scores highest of the 24 (a softmax over them, L2-regularised, plain gradien
 scaled so that a score reads like a correlation (their mean norm is that of a standardised profile).
 The printed weights go into estimate.TRAINED_PROFILES; benchmarks/music_accuracy.py measures them.
 
-    python tools/learn_key_profiles.py /data/popular /data/cache/popular/splits.json [--songs 200]
+    python tools/learn_key_profiles.py /data/popular /data/cache/popular/splits.json [--songs N]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def song_features(corpus: Path, songs: list[str]) -> tuple[np.ndarray, np.ndarra
         key = major_or_minor(parse_key(json.loads((corpus / song / "data.json").read_text())["key"]))
         stems = [audio.load(path, audio.SAMPLE_RATE, 600)[0] for path in (corpus / song).glob("*/*.flac")]
         length = max(len(s) for s in stems)
-        chroma, _ = harmonic_chroma(sum(np.pad(s, (0, length - len(s))) for s in stems), audio.SAMPLE_RATE)
+        chroma, _, _ = harmonic_chroma(sum(np.pad(s, (0, length - len(s))) for s in stems), audio.SAMPLE_RATE)
         features.append((chroma - chroma.mean()) / chroma.std())
         keys.append(key.tonic + 12 * (key.mode == "minor"))
     return np.array(features), np.array(keys)
@@ -60,11 +60,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path, help="the popular corpus (<song>/data.json and stems)")
     parser.add_argument("splits", type=Path, help="the prepared cache's splits.json (its train songs are used)")
-    parser.add_argument("--songs", type=int, default=200, help="train songs to read, spread over the split")
+    parser.add_argument("--songs", type=int, help="train songs to read, spread over the split (default: all of them)")
     args = parser.parse_args()
     splits = json.loads(args.splits.read_text())["splits"]
     train = sorted(song for song, split in splits.items() if split == "train")
-    songs = train[:: max(1, len(train) // args.songs)][: args.songs]
+    songs = train if args.songs is None else train[:: max(1, len(train) // args.songs)][: args.songs]
     weights = fit_weights(*song_features(args.corpus, songs))
     for mode, row in zip(("major", "minor"), weights):
         print(f"{mode}: {np.round(row, 3).tolist()}")
