@@ -13,8 +13,8 @@ MIN_TEMPO_CONFIDENCE, or for audio shorter than MIN_TEMPO_SECONDS (a one-shot), 
 
 Key: the mean chroma of the harmonic part of the constant-Q spectrum (librosa's median-filter
 separation takes the drums out), log-compressed (CHROMA_COMPRESSION), scored against the 24
-rotations of a key profile: by default one
-trained on the popular corpus's train split (TRAINED_PROFILES), with Temperley's (2001) and
+rotations of a key profile: by default one trained on the popular corpus's train split
+(TRAINED_PROFILES), with Temperley's (2001) and
 Krumhansl and Kessler's probe-tone profiles (correlations) as the published ones the benchmark
 compares. The confidence is the best key's score; below MIN_KEY_CONFIDENCE, with a chroma flatter
 than MAX_CHROMA_FLATNESS, or with less than MIN_HARMONIC_SHARE of the spectrum harmonic and a score
