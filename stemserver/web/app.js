@@ -253,35 +253,35 @@ function queryFields() {
   return {instrument, k: Math.min(Math.max(Math.round(Number($("#k").value) || 10), 1), 100)};
 }
 
-async function search() {
-  showError(null);
-  try {
+function search() {
+  return runSearch("searching…", async () => {
     const fields = queryFields();
     if (!state.mix) throw new Error("choose, drop or record a mix first");
     const {start, seconds} = queryWindow();
     const pcm = windowPcm(state.mix.buffer, start, seconds);
     const sampleRate = state.mix.buffer.sampleRate;
     const sent = pcm.length / sampleRate;
-    $("#result-count").textContent = "searching…";
     const result = await request({type: "query", ...fields, seconds: sent, sample_rate: sampleRate, channels: 1,
                                   format: "float32"}, pcm.buffer);
-    state.window = {start, seconds: sent, pcm, sampleRate, live: false};
-    showResult(result);
-  } catch (error) {
-    $("#result-count").textContent = "";
-    showError(error);
-  } finally {
-    page.searches += 1;
-  }
+    return {result, window: {start, seconds: sent, pcm, sampleRate, live: false}};
+  });
 }
 
-async function searchLive() {
+function searchLive() {
+  return runSearch("searching the live input…", async () => {
+    const seconds = Math.min(Math.max(Number($("#seconds").value) || 8, 2), 30);
+    const result = await request({type: "query_now", ...queryFields(), seconds});
+    return {result, window: {start: 0, seconds, pcm: null, sampleRate: 0, live: true}};
+  });
+}
+
+// One search, whichever audio it sends: `ask` returns the server's result and the window it was made with.
+async function runSearch(status, ask) {
   showError(null);
   try {
-    const seconds = Math.min(Math.max(Number($("#seconds").value) || 8, 2), 30);
-    $("#result-count").textContent = "searching the live input…";
-    const result = await request({type: "query_now", ...queryFields(), seconds});
-    state.window = {start: 0, seconds, pcm: null, sampleRate: 0, live: true};
+    $("#result-count").textContent = status;
+    const {result, window} = await ask();
+    state.window = window;
     showResult(result);
   } catch (error) {
     $("#result-count").textContent = "";
