@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import soundfile
@@ -87,9 +87,14 @@ def source(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(source: Path, tmp_path_factory):
+def library(source: Path, tmp_path_factory) -> Path:
     library = tmp_path_factory.mktemp("library")
     index_demo_stems(source, library, {**os.environ, "STEMSERVER_CONFIG": ""})
+    return library
+
+
+@pytest.fixture(scope="module")
+def server(library: Path):
     server = Server(MODEL, library)
     yield server
     assert server.stop() == 0
@@ -539,3 +544,30 @@ def test_a_rebound_host_name_cannot_open_the_websocket(server):
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock, pytest.raises(InvalidStatus) as refused:
         connect(f"ws://evil.example:{port}/", sock=sock, open_timeout=30)
     assert refused.value.response.status_code == 403
+
+
+def test_with_a_token_the_page_passes_it_on_to_the_websocket_and_the_audio(browser, library: Path):
+    token = "a b/c+d"
+    own = Server(MODEL, library, "--token", token)
+    try:
+        refused = Session(browser, own.page)  # no token in its URL: the WebSocket handshake gets 401
+        try:
+            expect(refused.page.locator("#status")).to_contain_text("this server needs its token: open this page as "
+                                                                    "/?token=YOUR_TOKEN", timeout=WAIT_MS)
+            assert refused.page.evaluate("() => window.stemserverPage.searches") == 0
+        finally:
+            refused.context.close()
+        session = Session(browser, f"{own.page}?token={quote(token, safe='')}")
+        try:
+            expect(session.page.locator("#status")).to_contain_text("connected", timeout=WAIT_MS)
+            session.page.set_input_files("#mix-file", str(MIX))
+            expect(session.page.locator("#mix-name")).to_contain_text(MIX.name, timeout=WAIT_MS)
+            result = session.search("bass")
+            assert result["type"] == "result" and result["matches"], result
+            session.wait(f"[...document.querySelectorAll('canvas.thumb')].every({DRAWN})")  # audio fetched
+            audio = [url for url in session.requests if "/audio/" in url]
+            assert audio and all(url.endswith(f"?token={quote(token, safe='')}") for url in audio), audio
+        finally:
+            session.context.close()
+    finally:
+        assert own.stop() == 0

@@ -62,11 +62,26 @@ function onMessage(message) {
   }
 }
 
-function onDisconnected() {
+async function onDisconnected() {
   for (const request of connection.pending.values()) request.reject(new Error("the connection to the server closed"));
   connection.pending.clear();
-  setStatus("disconnected: is `stemserver serve` still running? Reconnecting…");
+  setStatus(await whyDisconnected());
   setTimeout(connect, 2000);
+}
+
+// A browser does not say why a WebSocket handshake failed; the server answers 401 to an audio request
+// without the right token, before it looks at the id, so asking for one tells a token refusal apart.
+async function whyDisconnected() {
+  try {
+    const probe = await fetch(audioUrl("0"), {cache: "no-store"});
+    if (probe.status === 401) {
+      return token === null ? "this server needs its token: open this page as /?token=YOUR_TOKEN"
+                            : "the server refused this page's token: open the page with the right ?token=";
+    }
+  } catch {
+    // the server is not answering at all
+  }
+  return "disconnected: is `stemserver serve` still running? Reconnecting…";
 }
 
 // Sends one request (and its PCM as the next frame, when given) and resolves with its reply.
