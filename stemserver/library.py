@@ -485,9 +485,10 @@ class Library:
         return report
 
     def folders(self) -> list[Path]:
-        """The audio folders this library was built from (every folder a scan was given): what a re-index
-        scans again. One that is gone makes that scan fail, naming it."""
-        return [Path(folder) for folder in json.loads(self.meta("folders") or "[]")]
+        """The audio folders this library was built from (every folder a scan was given, less those inside
+        another): what a re-index scans again."""
+        kept = [Path(folder) for folder in json.loads(self.meta("folders") or "[]")]
+        return [folder for folder in kept if not any(other in folder.parents for other in kept)]
 
     def _keep_folders(self, roots: list[Path]) -> None:
         kept = json.loads(self.meta("folders") or "[]")

@@ -333,3 +333,12 @@ def test_an_embedding_of_another_shape_is_damaged_whichever_file_it_is(indexed_l
     report = scan(indexed_library, Path(first.path).parents[1], CountingEmbedder())
     assert [d["path"] for d in report.damaged] == [first.path] and report.added == 1
     assert indexed_library.damaged_embeddings() == {}
+
+
+def test_the_library_keeps_the_folders_it_was_indexed_from_but_not_those_inside_them(tmp_path):
+    (tmp_path / "Samples" / "Drums").mkdir(parents=True)
+    (tmp_path / "Other").mkdir()
+    with Library(tmp_path / "library", create=True) as library:
+        for roots in ([tmp_path / "Samples" / "Drums"], [tmp_path / "Other", tmp_path / "Samples"], []):
+            library.scan(roots, lambda samples: None, "f" * 64, "model.safetensors", progress=False)
+        assert library.folders() == [tmp_path / "Other", tmp_path / "Samples"]

@@ -249,3 +249,4 @@ def test_shutdown_drops_connections_that_sent_no_request(identity_checkpoint, li
         assert own.stop() == 0
         assert "dropped 1 connection(s) that had sent no request" in own.log
         assert idle.recv(1) == b""  # closed by the server
+
