@@ -20,7 +20,7 @@ from stemserver import __version__, audio
 from stemserver.engine import Engine, Query, QueryResult
 from stemserver.indexing import index_folders, options_built_with
 from stemserver.library import Library
-from stemserver.preview import preview_audio, preview_file, prune_previews
+from stemserver.preview import preview_audio, prune_previews
 from stemserver.server.capture import LiveCapture
 from stemserver.server.protocol import (
     PROTOCOL_VERSION,
@@ -177,14 +177,14 @@ class Service:
     def _render_preview(self, request: PreviewRequest, mix: AudioSource | None) -> dict:
         folder = self._preview_folder()
         out = folder / f"preview-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.wav"
+        max_seconds = self.engine.settings.max_audio_seconds
         if mix is None:
-            summary = preview_file(request.mix, request.stem, out, request.offset_s, request.stretch,
-                                   request.transpose, request.seconds, request.stem_gain_db,
-                                   self.engine.settings.max_audio_seconds)
+            samples, rate = audio.decode(request.mix, max_seconds)
+            source = str(request.mix)
         else:
-            summary = preview_audio(mix.samples, mix.sample_rate, request.stem, out, request.offset_s, request.stretch,
-                                    request.transpose, request.seconds, request.stem_gain_db,
-                                    self.engine.settings.max_audio_seconds, mix_source="uploaded mix")
+            samples, rate, source = mix.samples, mix.sample_rate, "uploaded mix"
+        summary = preview_audio(samples, rate, request.stem, out, request.offset_s, request.stretch, request.transpose,
+                                request.seconds, request.stem_gain_db, max_seconds, mix_source=source)
         prune_previews(folder, PREVIEWS_KEPT)
         return summary
 

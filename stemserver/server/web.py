@@ -110,8 +110,7 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     if unit.strip().lower() != "bytes":
         return None
     first, dash, last = spec.split(",")[0].strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
-            or (last and not last.isdigit()):
+    if not dash or not (first or last) or not all(part.isdigit() for part in (first, last) if part):
         return None
     if not first:  # the last N bytes
         length = int(last)

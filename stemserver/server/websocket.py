@@ -98,7 +98,8 @@ class WebSocketServer:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "the server is stopping\n")
         headers = request.headers
         upgrade = "websocket" in headers.get("Upgrade", "").lower()
-        what = "WebSocket connection" if upgrade else f"HTTP request for {request.path.partition('?')[0][:100]!r}"
+        path, _, query = request.path.partition("?")
+        what = "WebSocket connection" if upgrade else f"HTTP request for {path[:100]!r}"
         reason = origin_refusal(headers.get_all("Origin"), self.allowed_origins)
         if reason is None and self.loopback:
             reason = host_refusal(headers.get_all("Host"))
@@ -107,7 +108,6 @@ class WebSocketServer:
         if reason is not None:
             log.warning("%s: %s refused: %s", connection.remote_address, what, reason)
             return connection.respond(HTTPStatus.FORBIDDEN, reason + "\n")
-        path, _, query = request.path.partition("?")
         if not upgrade and not path.startswith(AUDIO_PREFIX):
             return _response(page_reply(path))  # the page holds no secret: it asks for the token itself
         if self.token is not None:
