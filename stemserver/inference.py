@@ -142,11 +142,17 @@ def window_vectors(model: StemJEPA, samples: np.ndarray, columns: np.ndarray, st
             alone.append(i)
     for batch in range(0, len(alone), batch_size):
         members = alone[batch : batch + batch_size]
-        audio = np.stack([samples[starts[i] * column : (starts[i] + window) * column] for i in members])
+        # the last column can come from a part-filled patch: its window runs up to a column past the end
+        audio = np.stack([_padded(samples[starts[i] * column : (starts[i] + window) * column], window * column)
+                          for i in members])
         grids = encode(model, torch.from_numpy(audio).to(device), target=True)
         for i, grid in zip(members, stem_representation(grids).cpu().numpy()):
             vectors[i] = mean_vector(grid)
     return np.stack(vectors)
+
+
+def _padded(samples: np.ndarray, length: int) -> np.ndarray:
+    return samples if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
 
 
 def stem_embedder(model: StemJEPA, device: torch.device, tile_loops: bool = False, window_s: float = QUERY_SECONDS,

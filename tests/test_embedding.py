@@ -69,3 +69,17 @@ def test_a_file_no_longer_than_a_window_is_one_window_of_its_own_columns():
         embedded = stem_embedder(model, torch.device("cpu"), tile_loops=tile)(melody(seconds, seed=5))
         assert embedded.windows.shape == (1, model.config.embed_dim)
         np.testing.assert_allclose(embedded.windows[0], mean_vector(embedded.columns), atol=1e-6)
+
+
+def test_a_last_column_from_a_part_filled_patch_still_gets_its_window():
+    """20 s and 2,450 samples: the tail's log-mel has a 16th frame for its last patch, so there are 126
+    columns, and the last window (columns 76..126) ends 110 samples past the audio. Indexing such a file
+    used to fail (`all input arrays must have the same shape`); its window is encoded over the audio
+    padded with silence."""
+    torch.manual_seed(0)
+    model = StemJEPA(tiny_config()).eval()
+    samples = np.concatenate([melody(20.0, seed=4), melody(1.0, seed=5)[:2450]])
+    embedded = stem_embedder(model, torch.device("cpu"))(samples)
+    assert len(embedded.columns) == 126 and window_starts(126, 50, 25)[-1] == 76
+    padded = np.pad(samples[76 * 2560 :], (0, 126 * 2560 - len(samples)))
+    np.testing.assert_allclose(embedded.windows[-1], mean_vector(stem_columns(model, padded, CPU)), atol=1e-5)
