@@ -66,11 +66,23 @@ class Settings:
     max_audio_seconds: float = field(
         default=1800.0, metadata=_doc("Longest audio file accepted, in seconds", minimum=1)
     )
+    # The three weights were chosen together on the popular corpus's valid split (docs/model-card.md).
     instrument_weight: float = field(
-        default=3.0,  # chosen on the mixed corpus's valid split (docs/model-card.md)
+        default=0.5,
         metadata=_doc("How much the instrument asked for decides the ranking, when the model has an instrument head: "
-                      "a stem's score is its compatibility cosine plus this times the cosine between its predicted "
-                      "instrument and the name asked (0: compatibility alone)", minimum=0),
+                      "a stem's score is its compatibility cosine plus this times the log-probability that it is "
+                      "the instrument asked (the head's classifier over the model's labels; 0: compatibility "
+                      "alone)", minimum=0),
+    )
+    key_weight: float = field(
+        default=0.5,
+        metadata=_doc("Added to the score of a stem in the mix's key or its relative (the same scale), when both "
+                      "keys are known (0: key does not rank)", minimum=0),
+    )
+    tempo_weight: float = field(
+        default=0.5,
+        metadata=_doc("Added to the score of a stem within 4 % of the mix's tempo, or at double or half time, when "
+                      "both tempi are known (0: tempo does not rank)", minimum=0),
     )
     text: TextSettings = field(default_factory=TextSettings)
 

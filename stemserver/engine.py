@@ -5,8 +5,9 @@ query's steps and their order live; the model's part of them is stemserver.infer
 evaluation (it needs no library) and the library indexer call too:
 
     mix (last N s) -> log-mel -> encoder -> predictor(instrument) -> query vector + columns
-        -> library candidates -> exact re-rank (+ how well each file's predicted instrument matches
-        the name asked, when the model has an instrument head) -> best offset of each of the top k
+        -> library candidates -> exact re-rank (+ how surely each file is the instrument asked, when
+        the model has an instrument head, + whether it shares the mix's key and tempo) -> best offset
+        of each of the top k
 
 Offsets. `offset_s` is the position in the stem, in seconds, that lines up with the START of the
 query window: start the stem at `offset_s` at the moment the query window began and the two play
@@ -17,7 +18,8 @@ mix's is unknown); for loops it wraps around the loop length.
 Tempo and key. The mix's come from the client when it states them (a DAW knows its tempo), else
 from the query's audio (stemserver.estimate); each stem's from the library (stemserver.library).
 Each match then says how to make it fit (stretch, transpose, key relation: stemserver.music), and
-where its offset falls in beats and bars of the mix. `max_stretch` and `key_compatible` filters
+where its offset falls in beats and bars of the mix; a stem in the mix's scale, or at its tempo
+(or double or half), ranks higher by the `key_weight` and `tempo_weight` settings. `max_stretch` and `key_compatible` filters
 need the mix's facts, so they are turned into excluded paths here, per query.
 """
 
@@ -54,7 +56,7 @@ SILENCE_PEAK = 1e-4  # about -80 dBFS
 class StemMatch:
     rank: int
     path: str
-    score: float  # cosine between the prediction and the stem's best window, plus the instrument match (see search)
+    score: float  # cosine between the prediction and the stem's best window, plus the bonus (Engine._bonus)
     offset_s: float  # stem position lining up with the start of the query window
     offset_at_end_s: float  # stem position lining up with the end of the query window
     alignment_score: float  # mean column cosine at that offset
@@ -124,6 +126,13 @@ class Engine:
         self.model = self.checkpoint.build_model(self.device)
         self.labels = self.checkpoint.label_embedder(settings.text, device=str(self.device))
         self.text_loading = self.labels.load_in_background() if preload_text else None
+        # What the instrument head classifies over: the labels the model came with (a query for a name
+        # outside them adds it), unit rows, and the head's inverse temperature.
+        head = self.model.instrument
+        classes = self.labels.embeddings.float().numpy()
+        self._classes = (classes / np.maximum(np.linalg.norm(classes, axis=1, keepdims=True), 1e-12)
+                         if head is not None else None)
+        self._logit_scale = float(head.inverse_temperature().detach()) if head is not None else 0.0
         self.library_dir = Path(library_dir).expanduser()
         self._index_lock = threading.Lock()
         self._model_lock = threading.Lock()
@@ -206,9 +215,8 @@ class Engine:
         lap("music")
         with self._index_lock:
             index = self.index
-        weight = self.settings.instrument_weight
         hits = [index.search(mean_vector(p), q.k, _music_filters(index, q.filters, mix),
-                             bonus=index.instrument_scores(t, weight))
+                             bonus=self._bonus(index, t, mix))
                 for p, q, t, mix in zip(predicted, queries, text.cpu().numpy(), mixes)]
         lap("search")
         matches = [self._align(index, p, h, mix) for p, h, mix in zip(predicted, hits, mixes)]
@@ -220,6 +228,16 @@ class Engine:
                         mix_key_source=mix.key_source)
             for q, m, mix in zip(queries, matches, mixes)
         ]
+
+    def _bonus(self, index: LibraryIndex, text: np.ndarray, mix: music.MusicFacts) -> np.ndarray | None:
+        """Per file id, what is added to its compatibility cosine: how surely it is the instrument asked,
+        and whether it is in the mix's key and tempo (the settings' weights); None when nothing is."""
+        settings = self.settings
+        parts = [index.instrument_scores(text, settings.instrument_weight, self._classes, self._logit_scale)
+                 if self._classes is not None else None,
+                 index.music_scores(mix, settings.key_weight, settings.tempo_weight)]
+        parts = [part for part in parts if part is not None]
+        return sum(parts[1:], parts[0]) if parts else None
 
     def _mix_facts(self, query: Query) -> music.MusicFacts:
         """The mix's tempo and key: the client's where stated, the audio's estimate for the rest."""

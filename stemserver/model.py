@@ -215,6 +215,9 @@ class Predictor(nn.Module):
         return self.norm(self.layers[-1](h))
 
 
+MAX_LOGIT_SCALE = 100.0  # CLIP's cap on the learned inverse temperature: beyond it training goes unstable
+
+
 class InstrumentHead(nn.Module):
     """Band statistics of a stem (stemserver.features.band_statistics) -> unit vector in the text
     embedding space: features -> hidden -> hidden -> text_dim, L2-normalised.
@@ -237,6 +240,10 @@ class InstrumentHead(nn.Module):
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
         self.mlp.apply(_init_weights)
+
+    def inverse_temperature(self) -> torch.Tensor:
+        """What the classifier multiplies cosines by: exp(logit_scale), capped at MAX_LOGIT_SCALE."""
+        return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, features) -> (B, text_dim) unit vectors."""

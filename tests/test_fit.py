@@ -6,6 +6,7 @@ need the mix's facts. Real files, a real library and index, the tiny identity mo
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,29 @@ def test_max_stretch_and_key_compatible_filter_against_the_mix(engine: Engine):
     # at 200 BPM, 100 BPM is double time: stretch 1.0
     double = by_name(engine.query(Query(mix, "bass", k=5, tempo_bpm=200.0, filters=Filters(max_stretch=1.05))))
     assert double["Bass_100_Am_01.wav"].stretch == 1.0
+
+
+def test_the_mix_s_key_and_tempo_rank_the_stems_that_share_them(identity_checkpoint: Path, library: Path):
+    """key_weight is added to the score of a stem in the mix's scale (A minor for C major: the relative),
+    tempo_weight to one within 4 % of the mix's tempo or at double or half time; nothing to a stem whose
+    key or tempo is unknown, or differs; both 0: the compatibility cosine alone."""
+    plain = Engine(identity_checkpoint, library, replace(SETTINGS, key_weight=0.0, tempo_weight=0.0))
+    keyed = Engine(identity_checkpoint, library, replace(SETTINGS, key_weight=0.25, tempo_weight=0.0))
+    timed = Engine(identity_checkpoint, library, replace(SETTINGS, key_weight=0.0, tempo_weight=0.5))
+    mix = melody(8.0, seed=1)
+
+    def gain(engine: Engine, **stated) -> dict[str, float]:
+        base = {name: m.score for name, m in by_name(plain.query(Query(mix, "bass", k=5, **stated))).items()}
+        return {name: round(m.score - base[name], 4)
+                for name, m in by_name(engine.query(Query(mix, "bass", k=5, **stated))).items()}
+
+    assert gain(keyed, key="C major", tempo_bpm=120.0) == {
+        "Bass_100_Am_01.wav": 0.25, "Lead_128_F#m.wav": 0.0, "untitled loop.wav": 0.0, "chords.wav": 0.25,
+        "hit.wav": 0.0}
+    assert gain(timed, key="C major", tempo_bpm=200.0) == {  # 100 BPM is half of 200
+        "Bass_100_Am_01.wav": 0.5, "Lead_128_F#m.wav": 0.0, "untitled loop.wav": 0.0, "chords.wav": 0.0,
+        "hit.wav": 0.0}
+    assert gain(timed, key="C major", tempo_bpm=125.0)["untitled loop.wav"] == 0.5  # 124 BPM: within 4 %
 
 
 # -- the wire ----------------------------------------------------------------------------------

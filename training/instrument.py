@@ -47,7 +47,6 @@ from stemserver_training.evaluate import held_out, level_label
 from stemserver_training.optim import build_optimizer
 from stemserver_training.schedule import learning_rate
 
-MAX_LOGIT_SCALE = 100.0  # CLIP's cap on the learned inverse temperature: beyond it training goes unstable
 LEVELS = ("coarse", "fine")
 
 
@@ -141,7 +140,7 @@ def level_targets(paths: Sequence[tuple[str, ...]], embedder: LabelEmbedder
 def classifier_loss(head: InstrumentHead, vectors: torch.Tensor, text: torch.Tensor, targets: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the zero-shot classifier scale * cos(vector, text(label)), and its hits."""
-    logits = head.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE) * vectors @ text.T
+    logits = head.inverse_temperature() * vectors @ text.T
     return F.cross_entropy(logits, targets), logits.argmax(dim=1) == targets
 
 
@@ -204,7 +203,7 @@ def fit_head(crops: Crops, levels: dict[str, tuple[list[str], torch.Tensor, torc
         loss_sum, hits_sum, logged = loss_sum + loss.item(), hits_sum + results[-1][1].float().mean().item(), logged + 1
         if (step + 1) % max(1, settings.steps // 10) == 0 or step + 1 == settings.steps:
             log(f"step {step + 1:5d}/{settings.steps}  loss {loss_sum / logged:.4f}  fine accuracy "
-                f"{hits_sum / logged:.3f}  scale {head.logit_scale.exp().item():.1f}")
+                f"{hits_sum / logged:.3f}  scale {head.inverse_temperature().item():.1f}")
             last_loss, loss_sum, hits_sum, logged = loss_sum / logged, 0.0, 0.0, 0
     return head.eval(), last_loss
 
