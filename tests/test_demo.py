@@ -240,7 +240,7 @@ def test_each_mix_is_the_sum_of_its_other_stems(demo: Path):
 
 
 def test_tracks_are_chosen_from_a_split_one_per_work_from_each_corpus(corpus, popular, tmp_path: Path):
-    (root, _), (songs, song_ids) = corpus, popular
+    (root, ids), (songs, song_ids) = corpus, popular
     root, songs = shutil.copytree(root, tmp_path / "corpora" / "classical"), \
         shutil.copytree(songs, tmp_path / "corpora" / "popular")
     prepared = build_cache(read_moisesdb(tmp_path / "corpora"), tmp_path / "cache", valid_fraction=0.0,
@@ -257,12 +257,18 @@ def test_tracks_are_chosen_from_a_split_one_per_work_from_each_corpus(corpus, po
     assert all(m["seconds"] == pytest.approx(2.0, abs=0.01) for m in mixes)
 
     too_many = make_demo(songs, root, "--cache", tmp_path / "cache", "--tracks", "3", "--out", out)
-    assert too_many.returncode == 1 and f"2 track(s) of 2 distinct work(s) with 3 stems or more from {songs} (1 more " \
-        "left out for their licences: --any-licence takes them); 3 were asked for" in too_many.stderr
+    assert too_many.returncode == 1 and f"2 track(s) of distinct works with 3 stems or more besides sound effects " \
+        f"from {songs} (1 more left out for their licences: --any-licence takes them); 3 were asked for" \
+        in too_many.stderr
     # two variants of one work are one work, and a mix of one stem is no mix: 2 of the 4 classical tracks count
     too_many = make_demo(songs, root, "--cache", tmp_path / "cache", "--tracks", "2", "3", "--out", out)
-    assert too_many.returncode == 1 and f"2 track(s) of 2 distinct work(s) with 3 stems or more from {root}; 3 " \
-        "were asked for: ask for fewer with --tracks" in too_many.stderr
+    assert too_many.returncode == 1 and f"2 track(s) of distinct works with 3 stems or more besides sound effects " \
+        f"from {root}; 3 were asked for: ask for fewer with --tracks" in too_many.stderr
+    # the first mix is the printed first query's: the track with a bass and drums leads, wherever the cache has it
+    in_order = [t.name for t in prepared.tracks if t.name in (ids[0], ids[2])]
+    assert make_demo(root, "--cache", tmp_path / "cache", "--tracks", "2", "--out", out).returncode == 0
+    assert [f["track"] for f in manifest_of(out)["files"] if f["kind"] == "mix"] == [ids[0], ids[2]]
+    assert in_order == [ids[2], ids[0]]  # mozart's trumpets and bass first in the cache: the lead was moved
     anything = make_demo(songs, "--cache", tmp_path / "cache", "--tracks", "3", "--out", out, "--any-licence")
     assert anything.returncode == 0, anything.stderr
     assert {f["track"] for f in manifest_of(out)["files"]} == set(song_ids)

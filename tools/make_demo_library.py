@@ -8,10 +8,13 @@ Each CORPUS is a folder written by `stemserver corpus build`, classical (music21
 `--style popular` (songs of stemserver's own generator), in MoisesDB layout with its manifest.jsonl.
 The tracks are named with --track, or chosen from one split of a cache prepared from those corpora
 (its splits.json; by default the held-out test split, songs and works the model never trained on):
-the first N tracks of distinct works of each CORPUS (`--tracks N` for every corpus, or one count per
-CORPUS in their order), taken in turn from each corpus. Only tracks whose every sound may ship with
-stemserver are taken: the project's own synthesisers (MIT) and the MIT, CC0 and public-domain
-soundfonts and drum kits (docs/corpus.md lists each source's licence); `--any-licence` lifts that.
+N tracks of distinct works of each CORPUS (`--tracks N` for every corpus, or one count per CORPUS
+in their order) with 3 stems or more besides sound effects, the first in the cache's order but each
+genre (popular) or composer (classical) once before any twice, taken in turn from each corpus; the
+first track whose bass and drums both sound in the last 8 s of its excerpt leads (the first query
+asks for its bass). Only tracks whose every sound may ship with stemserver are taken: the project's
+own synthesisers (MIT) and the MIT, CC0 and public-domain soundfonts and drum kits (docs/corpus.md
+lists each source's licence); `--any-licence` lifts that.
 
 Every stem of a track that sounds in the first S seconds is encoded, mono at the corpus's 16 kHz,
 to Ogg Opus (or Vorbis), and so is one mix of them with ONE part left out, the part a new user is
@@ -77,7 +80,7 @@ MAX_STEMS = MAX_K  # benchmarks/retrieval.py --demo and the outside demo check a
 MIX_PEAK = 0.99  # a mix louder than this is scaled down to it, never clipped
 SILENT_DB = -50.0  # a stem whose peak in the excerpt is this far under the track's loudest is left out
 AUDIBLE_DB = -20.0  # a part left out of the mix has at least this RMS, relative to all stems, in the query window
-MIN_STEMS = 3  # a track chosen from a split: the mix keeps at least two parts
+MIN_STEMS = 3  # a track chosen from a split has this many stems besides sound effects: its mix keeps two or more
 # The families a first query asks for, in the order they are first asked (then in turn, least asked first).
 ASKED = ("bass", "drums", "piano", "guitar", "synth lead", "strings", "brass", "reed", "organ", "pipe",
          "chromatic percussion")
@@ -131,9 +134,11 @@ class _Stem:
 
 
 def select_tracks(corpora: list[Corpus], track_ids: list[str] | None, cache: Path | None, split: str,
-                  counts: list[int] | None, any_licence: bool = False) -> list[str]:
-    """The tracks to ship: the ones named, or the first `counts[i]` tracks of distinct works of
-    corpora[i] in `split` of `cache`, taken in turn from each corpus."""
+                  counts: list[int] | None, any_licence: bool = False, seconds: float | None = None) -> list[str]:
+    """The tracks to ship: the ones named, in their order; or `counts[i]` tracks of distinct works of
+    corpora[i] in `split` of `cache` (in the cache's order, each genre or composer once before any
+    twice), taken in turn from each corpus, led by the first whose bass and drums sound in the query
+    window of its first `seconds`."""
     if track_ids:
         for name in track_ids:
             corpus = _corpus_of(corpora, name)
@@ -144,27 +149,49 @@ def select_tracks(corpora: list[Corpus], track_ids: list[str] | None, cache: Pat
     in_split = [track.name for track in open_cache(cache).tracks if track.split == split]
     chosen = []
     for corpus, count in zip(corpora, counts):
-        taken, works, refused = [], set(), 0
+        usable, works, refused = [], set(), 0
         for name in in_split:
             record = corpus.records.get(name)
-            if record is None or record.get("type") != "track" or len(record.get("stems", ())) < MIN_STEMS:
+            if record is None or record.get("type") != "track" or \
+                    sum(_family(stem) != "sound effects" for stem in record.get("stems", ())) < MIN_STEMS:
                 continue
             if not any_licence and _unshareable(record):
                 refused += 1
                 continue
-            work = _work(record)
-            if work not in works:
-                taken.append(name)
-                works.add(work)
-            if len(taken) == count:
-                break
-        if len(taken) < count:
+            if _work(record) not in works:
+                usable.append(name)
+                works.add(_work(record))
+        if len(usable) < count:
             left_out = (f" ({refused} more left out for their licences: --any-licence takes them)" if refused else "")
-            raise DemoError(f"the {split} split of {cache} has {len(taken)} track(s) of {len(works)} distinct "
-                            f"work(s) with {MIN_STEMS} stems or more from {corpus.root}{left_out}; {count} were asked "
-                            "for: ask for fewer with --tracks")
-        chosen.append(taken)
-    return [name for turn in range(max(counts)) for taken in chosen if turn < len(taken) for name in [taken[turn]]]
+            raise DemoError(f"the {split} split of {cache} has {len(usable)} track(s) of distinct works with "
+                            f"{MIN_STEMS} stems or more besides sound effects from {corpus.root}{left_out}; {count} "
+                            "were asked for: ask for fewer with --tracks")
+        chosen.append(_varied(usable, count, corpus.records))
+    order = [taken[turn] for turn in range(max(counts)) for taken in chosen if turn < len(taken)]
+    # The printed first query sends the first mix and asks for its bass (ASKED's first): lead with a track whose
+    # bass and drums both sound in the window a query reads, so that the mix it sends has a groove.
+    lead = next((name for name in order if _grooves(_load_stems(_corpus_of(corpora, name).tracks[name],
+                                                                _corpus_of(corpora, name).records[name], seconds)[0])),
+                order[0])
+    return [lead, *(name for name in order if name != lead)]
+
+
+def _varied(names: list[str], count: int, records: dict[str, dict]) -> list[str]:
+    """The first `count` of `names`, taking each genre (popular) or composer (classical) once before any twice."""
+    taken, times, level = [], Counter(), 1
+    while len(taken) < count:
+        for name in names:
+            kind = records[name].get("genre") or records[name].get("composer")
+            if len(taken) < count and name not in taken and times[kind] < level:
+                taken.append(name)
+                times[kind] += 1
+        level += 1
+    return taken
+
+
+def _family(stem: dict) -> str:
+    """A manifest stem's coarse label ("sound effects"), or its stem name."""
+    return stem["label_path"][0] if stem.get("label_path") else stem.get("stem_name", "").replace("_", " ")
 
 
 def build(corpora: list[Corpus], out: Path, track_ids: list[str], encoding: Encoding, budget_bytes: int,
@@ -228,23 +255,9 @@ def _write_track(folder: Path, track: Track, record: dict, encoding: Encoding, t
         about = {"style": "classical", "work": record["work_id"], "title": record["title"],
                  "composer": record["composer"], "variant": record["variant"]}
     about["track"] = track.name
-    stems, left_out = [], []
-    for stem in track.stems:
-        samples, _ = audio.load(stem.sources[0])
-        samples = samples[: int(encoding.seconds * audio.SAMPLE_RATE)] if encoding.seconds else samples
-        source, licence = _stem_source(record, stem.sources[0].stem)
-        stem_name = stem.name.split("/")[0]
-        stems.append(_Stem(stem.name, _slug(stem_name), stem.label_path, samples, source, licence))
-    loudest = max(float(np.abs(s.samples).max(initial=0.0)) for s in stems)
-    for s in list(stems):
-        if float(np.abs(s.samples).max(initial=0.0)) <= loudest * 10 ** (SILENT_DB / 20):
-            stems.remove(s)
-            left_out.append({"track": track.name, "stem": s.name, "reason": "silent in the excerpt"})
-    if len(stems) < 2:
-        raise DemoError(f"track {track.name} has {len(stems)} stem(s) that sound in its first {encoding.seconds:g} s: "
-                        "a mix without one part needs two; choose another track")
+    stems, left_out = _load_stems(track, record, encoding.seconds)
     missing = stems[_part_left_out(stems, asked)]
-    asked[missing.labels[0] if missing.labels else missing.family] += 1
+    asked[_coarse(missing)] += 1
 
     entries, paths = [], {}
     for s in stems:
@@ -273,24 +286,58 @@ def _write_track(folder: Path, track: Track, record: dict, encoding: Encoding, t
     return entries, left_out
 
 
+def _load_stems(track: Track, record: dict, seconds: float | None) -> tuple[list[_Stem], list[dict]]:
+    """The stems of one track that sound in its first `seconds`, and those left out as silent there."""
+    stems, left_out = [], []
+    for stem in track.stems:
+        samples, _ = audio.load(stem.sources[0])
+        samples = samples[: int(seconds * audio.SAMPLE_RATE)] if seconds else samples
+        source, licence = _stem_source(record, stem.sources[0].stem)
+        stems.append(_Stem(stem.name, _slug(stem.name.split("/")[0]), stem.label_path, samples, source, licence))
+    loudest = max(float(np.abs(s.samples).max(initial=0.0)) for s in stems)
+    for s in list(stems):
+        if float(np.abs(s.samples).max(initial=0.0)) <= loudest * 10 ** (SILENT_DB / 20):
+            stems.remove(s)
+            left_out.append({"track": track.name, "stem": s.name, "reason": "silent in the excerpt"})
+    if len(stems) < 2:
+        raise DemoError(f"track {track.name} has {len(stems)} stem(s) that sound in its first {seconds:g} s: a mix "
+                        "without one part needs two; choose another track")
+    return stems, left_out
+
+
 def _part_left_out(stems: list[_Stem], asked: Counter) -> int:
     """The stem to leave out of the mix: audible in the query window, the only one of its family, of
     the families a producer asks for, the least asked so far first (then in ASKED's order)."""
+    levels = _window_levels(stems)
+    families = Counter(s.family for s in stems)
+    audible = [i for i in range(len(stems)) if _audible(levels, i)]
+    candidates = [i for i in audible if _coarse(stems[i]) in ASKED and families[stems[i].family] == 1] or \
+        [i for i in audible if _coarse(stems[i]) in ASKED] or audible or list(range(len(stems)))
+    return min(candidates, key=lambda i: (asked[_coarse(stems[i])],
+                                          ASKED.index(_coarse(stems[i])) if _coarse(stems[i]) in ASKED else len(ASKED),
+                                          -levels[i]))
+
+
+def _grooves(stems: list[_Stem]) -> bool:
+    """True when a bass and drums both sound clearly in the query window."""
+    levels = _window_levels(stems)
+    return {"bass", "drums"} <= {_coarse(s) for i, s in enumerate(stems) if _audible(levels, i)}
+
+
+def _window_levels(stems: list[_Stem]) -> list[float]:
+    """Each stem's RMS in the last QUERY_SECONDS (the window a query reads), then that of all of them."""
     window = int(QUERY_SECONDS * audio.SAMPLE_RATE)
     length = max(len(s.samples) for s in stems)
     tail = [np.pad(s.samples, (0, length - len(s.samples)))[-window:] for s in stems]
-    level = _rms(np.sum(tail, axis=0))
-    families = Counter(s.family for s in stems)
+    return [_rms(t) for t in tail] + [_rms(np.sum(tail, axis=0))]
 
-    def coarse(s: _Stem) -> str:
-        return s.labels[0] if s.labels else s.family
 
-    audible = [i for i, s in enumerate(stems) if _rms(tail[i]) >= level * 10 ** (AUDIBLE_DB / 20)]
-    candidates = [i for i in audible if coarse(stems[i]) in ASKED and families[stems[i].family] == 1] or \
-        [i for i in audible if coarse(stems[i]) in ASKED] or audible or list(range(len(stems)))
-    return min(candidates, key=lambda i: (asked[coarse(stems[i])],
-                                          ASKED.index(coarse(stems[i])) if coarse(stems[i]) in ASKED else len(ASKED),
-                                          -_rms(tail[i])))
+def _audible(levels: list[float], i: int) -> bool:
+    return levels[i] >= levels[-1] * 10 ** (AUDIBLE_DB / 20)
+
+
+def _coarse(stem: _Stem) -> str:
+    return stem.labels[0] if stem.labels else stem.family
 
 
 def _rms(samples: np.ndarray) -> float:
@@ -413,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     level = COMPRESSION[args.codec] if args.compression_level is None else args.compression_level
     try:
         corpora = [Corpus.open(root) for root in args.corpus]
-        track_ids = select_tracks(corpora, args.track, args.cache, args.split, args.tracks, args.any_licence)
+        track_ids = select_tracks(corpora, args.track, args.cache, args.split, args.tracks, args.any_licence,
+                                  args.seconds)
         manifest = build(corpora, args.out, track_ids, Encoding(args.codec, level, args.seconds),
                          int(args.budget_mb * 1e6))
     except StemserverError as e:
