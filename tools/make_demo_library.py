@@ -34,6 +34,12 @@ guitar, leads, strings...) in turn, so that the mixes ask for different families
 `labels` (the coarse labels of those stems) and `gain` (the mix is gain x their sum: 1, or less where
 the sum would peak over 0.99).
 
+The shipped demo was built from the mixed corpus of docs/corpus.md (popular: `--limit 500`, whole
+songs; classical: `--limit 240 --seconds 30`; `stemserver prepare moisesdb CORPUS_ROOT CACHE`) with
+
+    python tools/make_demo_library.py CORPUS_ROOT/popular CORPUS_ROOT/classical --cache CACHE \
+        --tracks 10 6 --seconds 30
+
 The folder is written beside OUT and replaces it only once complete, within the size budget and
 within 100 stems (a query returns at most 100, and the demo checks rank the whole pool); otherwise
 the build stops, says what to change, and leaves OUT as it was. Exit codes: 0 ok, 1 an error the
