@@ -195,7 +195,9 @@ def _serve_verb(verbs, common: argparse.ArgumentParser) -> None:
                              "on stdout when it listens (its last URL is the page), and a first query to try on "
                              "stderr. On the first start "
                              "with the default model and library, copies the demo library to "
-                             "~/.local/share/stemserver/demo and indexes it.")
+                             "~/.local/share/stemserver/demo and indexes it (a library holding only an earlier "
+                             "version's demo gets this version's); the first query sends a demo mix and asks "
+                             "for the part it leaves out.")
     serve.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     serve.add_argument("--library", type=Path, help="library folder (default: ~/.local/share/stemserver/library)")
     serve.add_argument("--host", default="127.0.0.1", type=arguments.non_empty_text,
@@ -219,7 +221,7 @@ def _serve_verb(verbs, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--open", action="store_true", help="open the browser page (served on the WebSocket port) "
                        "once the server listens")
     serve.add_argument("--no-demo", action="store_true", help="do not install and index the demo library when "
-                       "the default library is empty")
+                       "the default library is empty (or holds only an earlier version's demo)")
     serve.set_defaults(run=_serve)
 
 

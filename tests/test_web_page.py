@@ -40,11 +40,13 @@ try:
 except ImportError:
     pytest.skip("needs the playwright package (pip install -e '.[test]')", allow_module_level=True)
 
-pytestmark = pytest.mark.slow  # a server, an index of 24 demo stems and a browser (README: test tiers)
+pytestmark = pytest.mark.slow  # a server, an index of demo stems and a browser (README: test tiers)
 
-MIX = DEMO / "mixes" / "bach-bwv295-v0.opus"
+DEMO_FILES = json.loads((DEMO / "demo.json").read_text())["files"]
+MIX = DEMO / next(f["path"] for f in DEMO_FILES if f["kind"] == "mix")  # the one the printed first query sends
 FOLDERS = ("bass", "drums", "guitar")
-ADDED_LATER = DEMO / "stems" / "piano" / "bach-bwv295-v0-harpsichord.opus"
+INDEXED = sum(len(list((DEMO / "stems" / folder).iterdir())) for folder in FOLDERS)
+ADDED_LATER = DEMO / next(f["path"] for f in DEMO_FILES if f["path"].startswith("stems/piano/"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--autoplay-policy=no-user-gesture-required", "--use-fake-device-for-media-stream",
@@ -184,7 +186,7 @@ DROP = """([name, data]) => {
 
 
 def test_the_page_loads_offline_with_its_status(session: Session, server):
-    expect(session.page.locator("#status")).to_contain_text("library 24 files")
+    expect(session.page.locator("#status")).to_contain_text(f"library {INDEXED} files")
     expect(session.page.locator("#capture")).to_be_disabled()  # the server was started without --capture
     assert "--capture" in session.page.get_attribute("#capture", "title")
     assert session.page.locator("#instrument-list option[value=bass]").count() == 1
@@ -406,7 +408,7 @@ def test_the_library_view_lists_folders_and_failures_and_reindexes_with_progress
     expect(failure).to_have_count(1)
     assert failure.locator("td").nth(0).inner_text() == str(source / "guitar" / "broken.wav")
     assert failure.locator("td").nth(1).inner_text()  # the reason
-    expect(page.locator("#library-files tbody tr:not(.group)")).to_have_count(24)
+    expect(page.locator("#library-files tbody tr:not(.group)")).to_have_count(INDEXED)
 
     (source / "piano").mkdir()
     shutil.copy2(ADDED_LATER, source / "piano" / ADDED_LATER.name)
@@ -417,8 +419,8 @@ def test_the_library_view_lists_folders_and_failures_and_reindexes_with_progress
     bar = page.locator("#reindex-progress")
     assert bar.evaluate("(bar) => bar.value === bar.max && bar.max >= 1")
     expect(folders).to_have_count(len(FOLDERS) + 1)
-    expect(page.locator("#library-files tbody tr:not(.group)")).to_have_count(25)
-    expect(page.locator("#status")).to_contain_text("library 25 files")
+    expect(page.locator("#library-files tbody tr:not(.group)")).to_have_count(INDEXED + 1)
+    expect(page.locator("#status")).to_contain_text(f"library {INDEXED + 1} files")
     page.click("#search-tab")
     expect(page.locator("#search-view")).to_be_visible()
 
@@ -448,7 +450,7 @@ def test_a_recording_from_the_microphone_becomes_the_mix_and_is_searched(session
 
 def test_a_screenshot_after_a_search(session: Session, tmp_path: Path):
     page = session.page
-    page.evaluate(DROP, ["bach-bwv295-v0 (first 20 s).wav", base64.b64encode(wav_bytes(MIX, 20.0)).decode()])
+    page.evaluate(DROP, [f"{MIX.stem} (first 20 s).wav", base64.b64encode(wav_bytes(MIX, 20.0)).decode()])
     expect(page.locator("#mix-name")).to_contain_text("20.0 s", timeout=WAIT_MS)
     assert session.search("bass")["type"] == "result"
     page.locator("li.result").nth(1).click()
