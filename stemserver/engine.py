@@ -19,8 +19,9 @@ Tempo and key. The mix's come from the client when it states them (a DAW knows i
 from the query's audio (stemserver.estimate); each stem's from the library (stemserver.library).
 Each match then says how to make it fit (stretch, transpose, key relation: stemserver.music), and
 where its offset falls in beats and bars of the mix; a stem in the mix's scale, or at its tempo
-(or double or half), ranks higher by the `key_weight` and `tempo_weight` settings. `max_stretch` and `key_compatible` filters
-need the mix's facts, so they are turned into excluded paths here, per query.
+(or double or half), ranks higher by the `key_weight` and `tempo_weight` settings. `max_stretch`
+and `key_compatible` filters need the mix's facts, so they are turned into excluded paths here,
+per query.
 """
 
 from __future__ import annotations
