@@ -212,7 +212,9 @@ def test_queries_and_pool_are_what_the_engine_and_the_library_compute(band, tmp_
     for i in range(len(view)):
         soundfile.write(stems / f"{i:02d}.wav", view[i].target, RATE, subtype="FLOAT")
     library = build_library(stems, tmp_path / "library", band["checkpoint"])
-    engine = Engine(band["checkpoint"], library, Settings(device="cpu", text=TextSettings(backend="none")))
+    # the model's path alone: no bonus for the key and tempo the library estimated for these stems
+    engine = Engine(band["checkpoint"], library, Settings(device="cpu", text=TextSettings(backend="none"),
+                                                          key_weight=0.0, tempo_weight=0.0))
     index = engine.index
     assert len(index) == len(view)  # 2 s stems: one window each
     stored = {Path(index.files[int(file_id)].path).name: np.asarray(index.vectors[row], np.float32)
