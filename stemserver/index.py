@@ -347,10 +347,7 @@ class LibraryIndex:
         if key_weight and mix_key is not None:
             scores += key_weight * (parents == mix_key.parent)
         if tempo_weight and mix.tempo_bpm:
-            ratio = tempi / mix.tempo_bpm
-            with np.errstate(invalid="ignore"):
-                near = np.any([np.abs(ratio * f - 1) <= music.TEMPO_TOLERANCE for f in (1.0, 2.0, 0.5)], axis=0)
-            scores += tempo_weight * near
+            scores += tempo_weight * music.tempi_agree(tempi, mix.tempo_bpm)
         return scores if scores.any() else None
 
     def _music_arrays(self) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,8 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
+import numpy as np
+
 PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 # Semitones from a mode's tonic up to its parent major key's tonic.
 MODE_OFFSETS = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7,
@@ -68,9 +70,12 @@ def keys_agree(a: Key, b: Key) -> bool:
     return a.parent == b.parent
 
 
-def tempi_agree(a_bpm: float, b_bpm: float, tolerance: float = TEMPO_TOLERANCE) -> bool:
-    """Within `tolerance` of each other, or of double or half the other."""
-    return any(abs(a_bpm * factor / b_bpm - 1) <= tolerance for factor in (1.0, 2.0, 0.5))
+def tempi_agree(a_bpm: float | np.ndarray, b_bpm: float, tolerance: float = TEMPO_TOLERANCE) -> bool | np.ndarray:
+    """Within `tolerance` of each other, or of double or half the other; element by element for an
+    array of tempi (NaN, an unknown tempo, agrees with none)."""
+    with np.errstate(invalid="ignore"):
+        return np.any([np.abs(np.multiply(a_bpm, factor) / b_bpm - 1) <= tolerance for factor in (1.0, 2.0, 0.5)],
+                      axis=0)
 
 
 def key_name(key: Key) -> str:
