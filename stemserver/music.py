@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 # Semitones from a mode's tonic up to its parent major key's tonic.
@@ -72,10 +73,10 @@ def keys_agree(a: Key, b: Key) -> bool:
 
 def tempi_agree(a_bpm: float | np.ndarray, b_bpm: float, tolerance: float = TEMPO_TOLERANCE) -> bool | np.ndarray:
     """Within `tolerance` of each other, or of double or half the other; element by element for an
-    array of tempi (NaN, an unknown tempo, agrees with none)."""
-    with np.errstate(invalid="ignore"):
-        return np.any([np.abs(np.multiply(a_bpm, factor) / b_bpm - 1) <= tolerance for factor in (1.0, 2.0, 0.5)],
-                      axis=0)
+    array of tempi (NaN, an unknown tempo, agrees with none). Plain operators, so that the
+    numpy-free client can import this module."""
+    same, double, half = (abs(a_bpm * factor / b_bpm - 1) <= tolerance for factor in (1.0, 2.0, 0.5))
+    return same | double | half
 
 
 def key_name(key: Key) -> str:
