@@ -32,6 +32,7 @@ ones.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -50,6 +51,8 @@ from stemserver.estimate import file_facts
 from stemserver.files import atomic_path, sha256_file
 from stemserver.music import MusicFacts
 from stemserver.selection import AUDIO_EXTENSIONS
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from stemserver.inference import StemEmbedding
@@ -538,6 +541,12 @@ class Library:
                 duration_s, rate, channels, columns = info.duration_s, info.sample_rate, info.channels, len(embedding)
         except (StemserverError, OSError) as e:
             self._record_failure(key, stat.st_size, stat.st_mtime_ns, str(e))
+            return
+        except Exception as e:  # a bug met on one file must not stop the scan of thousands
+            log.exception("indexing %r failed", key)
+            # recorded with no size, so that every scan retries it: a newer stemserver may read it
+            self._record_failure(key, -1, -1, f"stemserver could not index this file ({type(e).__name__}: {e}); "
+                                 "it is retried at each scan. Please report it with the file.")
             return
         old = self._one("SELECT sha256 FROM files WHERE path = ?", (key,))
         self._sql("BEGIN")

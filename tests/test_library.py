@@ -325,6 +325,30 @@ def test_a_model_output_that_is_not_finite_is_a_failure_not_a_stored_embedding(t
         assert library.damaged_embeddings() == {}
 
 
+def test_a_bug_met_on_one_file_is_that_file_s_failure_and_the_scan_goes_on(tmp_path: Path, sample_folder: Path):
+    """An exception nobody foresaw (here a numpy shape error from the model's path) fails that file alone;
+    the file is retried at the next scan, since a newer stemserver may read it."""
+    embedder = CountingEmbedder()
+    attempts = []
+
+    def fails_on_the_hits(samples: np.ndarray) -> StemEmbedding:
+        if 5 * 16_000 < len(samples) < 7 * 16_000:
+            attempts.append(len(samples))
+            raise ValueError("all the input arrays must have same number of dimensions")
+        return embedder(samples)
+
+    with Library(tmp_path / "lib", create=True) as library:
+        report = scan(library, sample_folder, fails_on_the_hits)
+        assert {Path(r.path).name for r in library.files()} == {"long line.flac", "sub.wav", "loop.wav"}
+        failure = next(f for f in report.failed if f["path"].endswith("hits.aiff"))
+        assert "ValueError: all the input arrays" in failure["error"] and "report" in failure["error"]
+        scan(library, sample_folder, fails_on_the_hits)
+        assert len(attempts) == 2
+        report = scan(library, sample_folder, embedder)  # the fixed stemserver
+        assert "hits.aiff" in {Path(r.path).name for r in library.files()}
+        assert not any(f["path"].endswith("hits.aiff") for f in report.failed)
+
+
 def test_an_embedding_of_another_shape_is_damaged_whichever_file_it_is(indexed_library: Library):
     first = indexed_library.files()[0]  # the odd one out is the first read: the others must not be blamed
     np.save(indexed_library.embedding_path(first.sha256), np.zeros((first.columns, 5, 32), np.float16))
