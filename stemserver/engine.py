@@ -245,7 +245,8 @@ class Engine:
         stated_key = music.parse_key(query.key, bare_tonic=True) if query.key else None
         estimated = music.MusicFacts()
         if query.tempo_bpm is None or stated_key is None:
-            estimated = estimate_facts(query.samples, self.sample_rate, loop_grid=False)
+            estimated = estimate_facts(query.samples, self.sample_rate, loop_grid=False,
+                                       tempo=query.tempo_bpm is None, key=stated_key is None)
         tempo, tempo_source = ((query.tempo_bpm, "client") if query.tempo_bpm is not None
                                else (estimated.tempo_bpm, "estimated" if estimated.tempo_bpm else None))
         key, key_source = ((music.key_name(stated_key), "client") if stated_key is not None

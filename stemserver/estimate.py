@@ -94,7 +94,8 @@ def file_facts(path: str | Path, samples: np.ndarray | Callable[[], np.ndarray],
     stated = stated_facts(path)
     estimated = MusicFacts()
     if stated.tempo_bpm is None or stated.key is None:
-        estimated = estimate_facts(samples() if callable(samples) else samples, sample_rate)
+        estimated = estimate_facts(samples() if callable(samples) else samples, sample_rate,
+                                   tempo=stated.tempo_bpm is None, key=stated.key is None)
     if stated.tempo_bpm is not None:
         tempo, bars = stated, stated.bars or whole_bars(duration_s, stated.tempo_bpm)
     else:
@@ -112,15 +113,18 @@ def whole_bars(duration_s: float, bpm: float, tolerance: float = 0.01) -> int | 
 
 
 def estimate_facts(samples: np.ndarray, sample_rate: int, loop_grid: bool = True,
-                   tempo_method: str = "autocorrelation", key_profile: str = DEFAULT_KEY_PROFILE) -> MusicFacts:
+                   tempo_method: str = "autocorrelation", key_profile: str = DEFAULT_KEY_PROFILE,
+                   tempo: bool = True, key: bool = True) -> MusicFacts:
     """Tempo (with bars, for a loop, when `loop_grid`) and key of mono `samples`; None where the audio
-    has none (see the module's thresholds). A mix is not a loop: its queries pass loop_grid=False (and
-    get MIX_HOP onset frames, a file FILE_HOP)."""
+    has none (see the module's thresholds), or where `tempo` or `key` is False (a tag or the client
+    states it: not estimating a key saves most of the time). A mix is not a loop: its queries pass
+    loop_grid=False (and get MIX_HOP onset frames, a file FILE_HOP)."""
     _check_tempo_method(tempo_method)
     duration_s = len(samples) / sample_rate
     samples = _finite_mono(samples)[: int(MAX_ANALYSED_SECONDS * sample_rate)]
     hop = FILE_HOP if loop_grid else MIX_HOP
-    envelope = onset_envelope(samples, sample_rate, hop) if _has_audio(samples, sample_rate, MIN_LOOP_SECONDS) else None
+    audible = _has_audio(samples, sample_rate, MIN_LOOP_SECONDS)
+    envelope = onset_envelope(samples, sample_rate, hop) if tempo and audible else None
     bpm, tempo_confidence, bars = None, 0.0, None
     if envelope is not None and _has_audio(samples, sample_rate, MIN_TEMPO_SECONDS):
         bpm, tempo_confidence = _tempo(envelope, sample_rate, hop, tempo_method)
@@ -130,12 +134,12 @@ def estimate_facts(samples: np.ndarray, sample_rate: int, loop_grid: bool = True
         grid = loop_tempo(envelope, duration_s)
         if grid is not None:
             bpm, bars, tempo_confidence = grid
-    key, key_confidence = estimate_key(samples, sample_rate, key_profile)
+    found, key_confidence = estimate_key(samples, sample_rate, key_profile) if key else (None, 0.0)
     return MusicFacts(
         tempo_bpm=None if bpm is None else round(bpm, 2), tempo_source=None if bpm is None else "audio",
         tempo_confidence=None if bpm is None else round(tempo_confidence, 3), bars=bars,
-        key=None if key is None else key_name(key), key_source=None if key is None else "audio",
-        key_confidence=None if key is None else round(key_confidence, 3),
+        key=None if found is None else key_name(found), key_source=None if found is None else "audio",
+        key_confidence=None if found is None else round(key_confidence, 3),
     )
 
 

@@ -16,6 +16,7 @@ import torch
 from conftest import build_library, melody
 from test_music import C_MAJOR, chords, click_track
 
+from stemserver import estimate
 from stemserver.checkpoint import load_checkpoint
 from stemserver.config import Settings, TextSettings
 from stemserver.engine import Engine, Query
@@ -141,12 +142,17 @@ def test_results_say_how_each_stem_fits_a_mix_whose_tempo_and_key_the_client_sta
     assert (hit.tempo_bpm, hit.stretch, hit.offset_beats, hit.key, hit.transpose) == (None,) * 5
 
 
-def test_the_mix_s_tempo_and_key_are_estimated_when_not_stated(engine: Engine):
+def test_the_mix_s_tempo_and_key_are_estimated_when_not_stated(engine: Engine, monkeypatch: pytest.MonkeyPatch):
     mix = click_track(124.0, 8.0) + chords(C_MAJOR * 2)
     result = engine.query(Query(mix, "bass", k=5))
     assert result.mix_tempo_source == "estimated" and result.mix_tempo_bpm == pytest.approx(124.0, rel=0.02)
     assert (result.mix_key, result.mix_key_source) == ("C major", "estimated")
     assert by_name(result)["Bass_100_Am_01.wav"].key_relation == "relative"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the engine estimated the tempo the client stated")
+
+    monkeypatch.setattr(estimate, "onset_envelope", refuse)
     stated_tempo = engine.query(Query(mix, "bass", k=5, tempo_bpm=90.0))
     assert (stated_tempo.mix_tempo_bpm, stated_tempo.mix_key_source) == (90.0, "estimated")
 

@@ -271,6 +271,28 @@ def test_file_facts_decode_only_when_the_name_does_not_say_everything(tmp_path: 
     assert (facts.tempo_bpm, facts.tempo_source, facts.key, facts.key_source) == (96.0, "name", "C major", "audio")
 
 
+def test_only_what_nobody_states_is_estimated(monkeypatch: pytest.MonkeyPatch):
+    """A stated key skips the constant-Q chroma (most of a query's music time), a stated tempo the
+    onset envelope; what is estimated is what the full estimate finds."""
+    import stemserver.estimate as estimate
+
+    audio = np.concatenate([chords(A_MINOR * 2), np.zeros(RATE, np.float32)]) + click_track(120.0, 9.0)
+    full = estimate_facts(audio, RATE, loop_grid=False)
+    assert full.tempo_bpm is not None and full.key is not None
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("estimated what was stated")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(estimate, "harmonic_chroma", refuse)
+        tempo_only = estimate_facts(audio, RATE, loop_grid=False, key=False)
+    assert (tempo_only.tempo_bpm, tempo_only.tempo_confidence, tempo_only.key) == (full.tempo_bpm,
+                                                                                    full.tempo_confidence, None)
+    monkeypatch.setattr(estimate, "onset_envelope", refuse)
+    key_only = estimate_facts(audio, RATE, loop_grid=False, tempo=False)
+    assert (key_only.key, key_only.key_confidence, key_only.tempo_bpm) == (full.key, full.key_confidence, None)
+
+
 def test_the_key_profile_trainer_learns_weights_that_name_the_keys_it_has_not_seen():
     import importlib.util
 
