@@ -168,8 +168,7 @@ def _tempo(envelope: np.ndarray, sample_rate: int, hop: int, method: str) -> tup
     comb = _comb(correlation)
     frame_rate = sample_rate / hop
     if method == "librosa-tempo":
-        import librosa
-
+        librosa = _librosa()
         bpm = float(librosa.feature.tempo(onset_envelope=envelope, sr=sample_rate, hop_length=hop)[0])
     else:
         bpm = _weighted_peak(correlation, comb, frame_rate)
@@ -181,9 +180,7 @@ def _tempo(envelope: np.ndarray, sample_rate: int, hop: int, method: str) -> tup
 
 
 def onset_envelope(samples: np.ndarray, sample_rate: int, hop: int = FILE_HOP) -> np.ndarray:
-    import librosa
-
-    return librosa.onset.onset_strength(y=samples.astype(np.float32), sr=sample_rate, hop_length=hop)
+    return _librosa().onset.onset_strength(y=samples.astype(np.float32), sr=sample_rate, hop_length=hop)
 
 
 def _autocorrelation(envelope: np.ndarray) -> np.ndarray:
@@ -319,8 +316,7 @@ def harmonic_chroma(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, 
     """The mean chroma (12,) of the harmonic part of the constant-Q spectrum, log-compressed (what a key is
     scored on), the flatness of the same chroma uncompressed (drums and noise: about 1), and the share of the
     spectrum the harmonic part holds."""
-    import librosa
-
+    librosa = _librosa()
     with warnings.catch_warnings():  # its lowest octaves, decimated, are shorter than their FFT: expected
         warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
         spectrum = np.abs(librosa.cqt(samples.astype(np.float32), sr=sample_rate, hop_length=KEY_HOP, n_bins=252,
@@ -331,6 +327,44 @@ def harmonic_chroma(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, 
     chroma = librosa.feature.chroma_cqt(C=compressed, sr=sample_rate, hop_length=KEY_HOP, bins_per_octave=36)
     flatness = float(np.exp(np.log(raw + 1e-9).mean()) / (raw.mean() + 1e-9))
     return chroma.mean(axis=1), flatness, float(harmonic.sum() / max(spectrum.sum(), 1e-12))
+
+
+def _librosa():
+    """librosa, its constant-Q filter bank kept in memory once built. librosa builds it again on every
+    call (its own cache is on disk, and off unless LIBROSA_CACHE_DIR is set before it is imported):
+    80 % of the constant-Q transform of a query's 8 s, the same filters every time."""
+    import librosa
+    from librosa.core import constantq
+
+    build = getattr(constantq, "__vqt_filter_fft", None)
+    if build is not None and not hasattr(build, "kept"):
+        constantq.__vqt_filter_fft = _keep_filter_banks(build)
+    return librosa
+
+
+def _keep_filter_banks(build: Callable, most: int = 64) -> Callable:
+    """`build` (librosa's constant-Q filter FFT) remembering its results by argument; each call gets a
+    copy, since librosa scales the bank it is given in place."""
+    kept: dict = {}
+
+    def part(value):
+        return ("array", value.dtype.str, value.shape, value.tobytes()) if isinstance(value, np.ndarray) else value
+
+    def filter_fft(*args, **kwargs):
+        try:
+            key = (tuple(map(part, args)), tuple(sorted((name, part(v)) for name, v in kwargs.items())))
+            hash(key)
+        except TypeError:  # an argument that is no value (a window function): built every time
+            return build(*args, **kwargs)
+        if key not in kept:
+            if len(kept) >= most:
+                kept.clear()
+            kept[key] = build(*args, **kwargs)
+        basis, n_fft, lengths = kept[key]
+        return basis.copy(), n_fft, lengths.copy()
+
+    filter_fft.kept, filter_fft.build = kept, build
+    return filter_fft
 
 
 def warm_up(sample_rate: int) -> None:

@@ -293,6 +293,41 @@ def test_only_what_nobody_states_is_estimated(monkeypatch: pytest.MonkeyPatch):
     assert (key_only.key, key_only.key_confidence, key_only.tempo_bpm) == (full.key, full.key_confidence, None)
 
 
+def test_the_constant_q_filters_are_built_once_and_the_transform_is_the_same(monkeypatch: pytest.MonkeyPatch):
+    """librosa builds its constant-Q filter bank on every call; the key estimate keeps it (a copy per
+    call, as librosa scales it in place: a second call on a kept bank must not be scaled twice)."""
+    import warnings
+
+    from librosa.core import constantq
+
+    import stemserver.estimate as estimate
+
+    librosa = estimate._librosa()
+    kept = constantq.__vqt_filter_fft
+    built = []
+
+    def counting_build(*args, **kwargs):
+        built.append(1)
+        return kept.build(*args, **kwargs)
+
+    audio = chords(C_MAJOR)
+
+    def cqt():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return librosa.cqt(audio, sr=RATE, hop_length=estimate.KEY_HOP, n_bins=252, bins_per_octave=36)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(constantq, "__vqt_filter_fft", kept.build)
+        fresh = cqt()
+    monkeypatch.setattr(constantq, "__vqt_filter_fft", estimate._keep_filter_banks(counting_build))
+    first = cqt()
+    octaves = len(built)
+    second = cqt()
+    assert octaves > 1 and len(built) == octaves  # nothing built the second time
+    assert np.array_equal(first, fresh) and np.array_equal(second, fresh)
+
+
 def test_the_key_profile_trainer_learns_weights_that_name_the_keys_it_has_not_seen():
     import importlib.util
 
