@@ -328,6 +328,17 @@ def test_the_constant_q_filters_are_built_once_and_the_transform_is_the_same(mon
     assert np.array_equal(first, fresh) and np.array_equal(second, fresh)
 
 
+@pytest.mark.parametrize("frames", [1, 2, 30, 31, 126, 400])
+def test_the_harmonic_part_is_librosa_s_bit_for_bit(frames: int):
+    import librosa
+
+    from stemserver.estimate import harmonic_part
+
+    spectrum = np.abs(np.random.default_rng(frames).standard_normal((252, frames))).astype(np.float32)
+    spectrum[:, ::7] = 0  # silent frames: the soft mask's 0/0
+    assert np.array_equal(harmonic_part(spectrum), librosa.decompose.hpss(spectrum, margin=2.0)[0])
+
+
 def test_the_key_profile_trainer_learns_weights_that_name_the_keys_it_has_not_seen():
     import importlib.util
 
