@@ -104,7 +104,8 @@ def _index_verb(verbs, common: argparse.ArgumentParser) -> None:
 def _library_verb(verbs, common: argparse.ArgumentParser) -> None:
     library = verbs.add_parser("library", parents=[common], help="inspect, check, repair or edit a sample library",
                                description="stats: counts and sizes; list: indexed files; remove PATH...: forget "
-                               "files (all must be in the library, else nothing is removed); verify: check the "
+                               "files, or folders it was indexed from with their files (all must be in the library, "
+                               "else nothing is removed); verify: check the "
                                "database, every embedding and source file, and the search index (exit 1 on any "
                                "problem); repair: rebuild what verify finds damaged from what can still be read "
                                "(never touches your audio); upgrade: add the tempo, key and bars of files indexed "
@@ -412,7 +413,8 @@ def _library(args: argparse.Namespace) -> int:
                              "`stemserver library upgrade` adds them (nothing is embedded again)")
             else:
                 if not args.paths:
-                    raise StemserverError("library remove needs the paths of the files to forget")
+                    raise StemserverError("library remove needs the paths of the files (or of the folders it was "
+                                          "indexed from) to forget")
                 unknown = library.unknown(args.paths)
                 if unknown:  # a typo must not leave half the list removed: nothing is
                     raise StemserverError(f"the library at {root} holds no file {', '.join(unknown)}; nothing was "

@@ -357,16 +357,26 @@ class Library:
         return windows.astype(np.float32)
 
     def unknown(self, paths: Iterable[str | Path]) -> list[str]:
-        """The paths this library holds neither as an indexed nor as an unreadable file."""
+        """The paths this library holds neither as an indexed or unreadable file nor as a folder it was
+        indexed from."""
         keys = [str(Path(path).expanduser().absolute()) for path in paths]
-        return [key for key in keys if not self._one(
+        kept = set(self._kept_folders())
+        return [key for key in keys if key not in kept and not self._one(
             "SELECT 1 FROM files WHERE path = ? UNION SELECT 1 FROM failures WHERE path = ?", (key, key))]
 
     def remove(self, paths: Iterable[str | Path]) -> int:
-        """Forget files (and their embeddings when no other file shares them); returns how many."""
+        """Forget files (and their embeddings when no other file shares them), and folders the library was
+        indexed from, with every file under them: a re-index no longer scans them (a folder deleted for
+        good, which a re-index would otherwise report missing forever). Returns how many files."""
+        keys = [str(Path(path).expanduser().absolute()) for path in paths]
+        kept = self._kept_folders()
+        folders = [Path(key) for key in keys if key in kept]
+        if folders:
+            inside = {folder for folder in kept if any(Path(folder) == f or f in Path(folder).parents for f in folders)}
+            self.set_meta("folders", json.dumps(sorted(set(kept) - inside)))
+            keys = [key for key in keys if Path(key) not in folders] + sorted(self._indexed_under(folders))
         removed = 0
-        for path in paths:
-            key = str(Path(path).expanduser().absolute())
+        for key in keys:
             row = self._one("SELECT sha256 FROM files WHERE path = ?", (key,))
             self._sql("DELETE FROM failures WHERE path = ?", (key,))
             if row:
@@ -490,11 +500,14 @@ class Library:
     def folders(self) -> list[Path]:
         """The audio folders this library was built from (every folder a scan was given, less those inside
         another): what a re-index scans again."""
-        kept = [Path(folder) for folder in json.loads(self.meta("folders") or "[]")]
+        kept = [Path(folder) for folder in self._kept_folders()]
         return [folder for folder in kept if not any(other in folder.parents for other in kept)]
 
+    def _kept_folders(self) -> list[str]:
+        return json.loads(self.meta("folders") or "[]")
+
     def _keep_folders(self, roots: list[Path]) -> None:
-        kept = json.loads(self.meta("folders") or "[]")
+        kept = self._kept_folders()
         self.set_meta("folders", json.dumps(sorted(set(kept) | {str(r) for r in roots if r.is_dir()})))
 
     def _indexed_under(self, roots: list[Path]) -> set[str]:

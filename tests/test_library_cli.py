@@ -74,6 +74,27 @@ def test_library_remove_of_an_unknown_path_removes_nothing_and_names_it(indexed:
     assert listed(indexed) == ["b.wav"]
 
 
+def test_library_remove_of_a_folder_it_was_indexed_from_forgets_the_folder_and_its_files(indexed: dict,
+                                                                                        tmp_path: Path):
+    """A folder deleted for good: a re-index would report it missing forever."""
+    other = tmp_path / "other"
+    (other / "sub").mkdir(parents=True)
+    soundfile.write(other / "sub" / "c.wav", melody(3.0, 4), 16_000)
+    assert stemserver("index", str(indexed["root"]), str(other), *indexed["common"]).returncode == 0
+    assert stemserver("index", str(other / "sub"), *indexed["common"]).returncode == 0  # kept, inside `other`
+    assert listed(indexed) == ["a.wav", "b.wav", "c.wav"]
+    result = stemserver("library", "remove", str(other), *indexed["library"], "--json")
+    assert result.returncode == 0 and json.loads(result.stdout) == {"removed": 1}, result.stderr
+    assert listed(indexed) == ["a.wav", "b.wav"]
+    from stemserver.library import Library
+
+    with Library(tmp_path / "lib") as library:
+        assert library.folders() == [indexed["root"]]
+        assert library.meta("folders") == json.dumps([str(indexed["root"])])  # `other/sub` went with it
+    result = stemserver("library", "remove", str(other), *indexed["library"])
+    assert result.returncode == 1 and "nothing was removed" in result.stderr  # forgotten: no longer known
+
+
 def test_library_list_shows_tempo_and_key_and_upgrade_fills_a_library_made_before_them(tmp_path: Path,
                                                                                       identity_checkpoint: Path):
     import sqlite3

@@ -18,6 +18,7 @@ from conftest import build_library, melody
 from test_server import RATE, Server, library, server, wait_for, write_mix  # noqa: F401  (library, server are fixtures)
 from websockets.sync.client import connect
 
+from stemserver.library import Library
 from stemserver.server.web import WEB_FOLDER, AudioIds, byte_range, fetch_refusal, page_reply
 
 EVIL = "https://evil.example.com"
@@ -176,6 +177,10 @@ def test_reindex_reports_progress_then_serves_the_new_file(identity_checkpoint, 
     (samples / "keys").mkdir(parents=True)
     for seed in range(2):
         soundfile.write(samples / "keys" / f"line{seed}.wav", melody(12.0, seed), RATE)
+    more = tmp_path / "more"
+    more.mkdir()
+    soundfile.write(more / "pad.wav", melody(12.0, 7), RATE)
+    build_library(more, tmp_path / "library", identity_checkpoint)
     library_dir = build_library(samples, tmp_path / "library", identity_checkpoint)
     own = Server(identity_checkpoint, library_dir)
     try:
@@ -184,18 +189,23 @@ def test_reindex_reports_progress_then_serves_the_new_file(identity_checkpoint, 
         replies = ask(own.ws, {"type": "reindex", "id": "r"}, until="reindexed")
         *progress, done = replies
         assert done["type"] == "reindexed" and done["added"] == 1 and done["failed"] == 1, replies
-        assert done["files"] == 3 and done["generation"] == 2
-        assert [p["type"] for p in progress] == ["progress"] * len(progress) and progress[-1]["done"] == 4 == \
+        assert done["files"] == 4 and done["generation"] == 3
+        assert [p["type"] for p in progress] == ["progress"] * len(progress) and progress[-1]["done"] == 5 == \
             progress[-1]["total"] and progress[0]["done"] == 0
         (view,) = ask(own.ws, {"type": "library", "id": "l"}, until="library")
-        assert {f["name"] for f in view["files"]} == {"line0.wav", "line1.wav", "new.wav"}
-        assert view["folders"] == [{"folder": "keys", "files": 3, "seconds": 36.0}]
+        assert {f["name"] for f in view["files"]} == {"line0.wav", "line1.wav", "new.wav", "pad.wav"}
+        assert view["folders"] == [{"folder": "keys", "files": 3, "seconds": 36.0},
+                                   {"folder": "more", "files": 1, "seconds": 12.0}]
         assert [Path(f["path"]).name for f in view["failures"]] == ["broken.wav"] and view["failures"][0]["error"]
         shutil.rmtree(samples)  # a folder that is gone is named, and nothing is lost
         (error,) = ask(own.ws, {"type": "reindex", "id": "r2"}, until="reindexed")
         assert error["code"] == "library" and f"{samples}, a folder this library was indexed from, is missing" in \
-            error["message"]
-        assert ask(own.ws, {"type": "status", "id": "s"}, until="status")[0]["library_files"] == 3
+            error["message"] and f"`stemserver library remove {samples}`" in error["message"]
+        assert ask(own.ws, {"type": "status", "id": "s"}, until="status")[0]["library_files"] == 4
+        with Library(library_dir) as edited:  # `stemserver library remove SAMPLES` while the server runs
+            assert edited.remove([samples]) == 3
+        (done,) = ask(own.ws, {"type": "reindex", "id": "r3"}, until="reindexed")[-1:]
+        assert done["type"] == "reindexed" and done["files"] == 1, done  # the other folder's file alone
     finally:
         assert own.stop() == 0
 

@@ -242,7 +242,8 @@ class Service:
             raise ProtocolError("shutting_down", "the server is stopping")
         if self.reindexing:
             raise ProtocolError("busy", "the library is being indexed already; wait for that to finish")
-        folders = self.engine.index.folders
+        with Library(self.engine.library_dir) as library:  # as it is now: `library remove` may have forgotten one
+            folders = library.folders()
         if not folders:
             raise ProtocolError("library", f"the library at {self.engine.library_dir} does not say which folders it "
                                            "was built from (it was indexed by an older stemserver): run `stemserver "
@@ -251,7 +252,8 @@ class Service:
         if missing:
             raise ProtocolError("library", f"{missing[0]}, a folder this library was indexed from, is missing (an "
                                            "unmounted drive?): mount it again and re-index. Its files stay in the "
-                                           "library until then; nothing was changed")
+                                           "library until then; nothing was changed. If it is gone for good, "
+                                           f"`stemserver library remove {missing[0]}` forgets it and its files")
         loop = asyncio.get_running_loop()
 
         def on_file(done: int, total: int) -> None:
