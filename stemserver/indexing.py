@@ -28,11 +28,16 @@ class IndexOptions:
     follow_symlinks: bool = False  # also follow directory symlinks that lead outside the given folders
 
 
-def options_built_with(info: dict, seconds_per_column: float) -> IndexOptions:
-    """The options an index generation was built with (its info's settings), to index the same way again."""
+TILE_LOOPS = "tile_loops"  # the library's meta key: whether its last `index` tiled short files
+
+
+def options_built_with(library: Library, info: dict, seconds_per_column: float) -> IndexOptions:
+    """The options a library's index generation was built with (its info's settings, and whether the
+    library's last scan tiled loops), to index the same way again."""
     built = info.get("settings", {})
     defaults = IndexOptions()
-    return IndexOptions(hop_s=built.get("hop_columns", round(defaults.hop_s / seconds_per_column)) * seconds_per_column,
+    return IndexOptions(tile_loops=library.meta(TILE_LOOPS) == "1",
+                        hop_s=built.get("hop_columns", round(defaults.hop_s / seconds_per_column)) * seconds_per_column,
                         n_trees=built.get("n_trees", defaults.n_trees), pca_dim=built.get("pca_dim"))
 
 
@@ -41,11 +46,16 @@ def hop_in_columns(options: IndexOptions, seconds_per_column: float) -> int:
 
 
 def scan_into(library: Library, paths: Sequence[Path], checkpoint_path: Path, settings: Settings,
-              options: IndexOptions = IndexOptions(), progress: bool = True,
+              options: IndexOptions | None = IndexOptions(), progress: bool = True,
               damaged: dict[str, str] | None = None,
               on_file: Callable[[int, int], None] | None = None) -> tuple[ScanReport, float]:
     """Embed the new, changed and damaged files of `paths` (and the `damaged` ones, wherever they
-    are) into the library with the checkpoint's model; returns the report and the seconds per column."""
+    are) into the library with the checkpoint's model; returns the report and the seconds per column.
+    The library records whether `options` tile loops; with `options` None (a repair), its files are
+    embedded as its last scan did."""
+    if options is None:
+        options = IndexOptions(tile_loops=library.meta(TILE_LOOPS) == "1")
+    library.set_meta(TILE_LOOPS, "1" if options.tile_loops else "0")
     checkpoint, model, device = load_model(checkpoint_path, settings)
     hop_columns = hop_in_columns(options, checkpoint.config.seconds_per_column)
     report = library.scan(paths, stem_embedder(model, device, options.tile_loops, hop_columns=hop_columns),

@@ -201,7 +201,7 @@ def _embed_again(library: Library, damaged: dict[str, str], checkpoint_path: Pat
         return (f"forgot {len(damaged)} file(s) whose embedding was damaged ({', '.join(damaged)}): the library was "
                 f"built with checkpoint {library.meta('checkpoint_name')}, not {checkpoint_path.name}; run "
                 "`stemserver library repair --checkpoint` with that one, or index their folders again with it")
-    scan_into(library, [], checkpoint_path, settings, progress=progress, damaged=damaged)
+    scan_into(library, [], checkpoint_path, settings, options=None, progress=progress, damaged=damaged)
     present = {record.path for record in library.files()}
     again, gone = [p for p in damaged if p in present], [p for p in damaged if p not in present]
     text = f"embedded {len(again)} file(s) again whose embedding was damaged"

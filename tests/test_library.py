@@ -366,3 +366,43 @@ def test_the_library_keeps_the_folders_it_was_indexed_from_but_not_those_inside_
         for roots in ([tmp_path / "Samples" / "Drums"], [tmp_path / "Other", tmp_path / "Samples"], []):
             library.scan(roots, lambda samples: None, "f" * 64, "model.safetensors", progress=False)
         assert library.folders() == [tmp_path / "Other", tmp_path / "Samples"]
+
+
+def test_a_re_index_and_a_repair_tile_loops_as_the_library_s_last_index_did(tmp_path: Path, identity_checkpoint: Path):
+    """`--tile-loops` is an embedding option, not an index setting: the library records it, so that a
+    client's re-index (which has no command line) and `library repair` embed short files the same way."""
+    from stemserver.checkpoint import load_checkpoint
+    from stemserver.config import Settings
+    from stemserver.index import read_current
+    from stemserver.indexing import IndexOptions, index_folders, options_built_with
+    from stemserver.repair import repair
+
+    loops = tmp_path / "loops"
+    loops.mkdir()
+    soundfile.write(loops / "a.wav", melody(1.0, seed=1), 16_000)
+    settings = Settings(device="cpu", threads=1)
+    index_folders([loops], tmp_path / "lib", identity_checkpoint, settings, IndexOptions(tile_loops=True),
+                  progress=False)
+    soundfile.write(loops / "b.wav", melody(1.0, seed=2), 16_000)
+    model = load_checkpoint(identity_checkpoint).build_model()
+    tiled, plain = (stem_embedder(model, torch.device("cpu"), tile_loops=tile) for tile in (True, False))
+    samples = soundfile.read(loops / "b.wav", dtype="float32")[0]
+    expected = tiled(samples).columns.astype(np.float16)  # as the library stores it
+    assert not np.array_equal(expected, plain(samples).columns.astype(np.float16))  # the test tells them apart
+
+    def stored_b() -> np.ndarray:
+        with Library(tmp_path / "lib") as library:
+            record = next(r for r in library.files() if r.path.endswith("b.wav"))
+            return library.load_columns(record)
+
+    with Library(tmp_path / "lib") as library:  # what the server's re-index does
+        options = options_built_with(library, read_current(tmp_path / "lib" / "index"), model.config.seconds_per_column)
+        folders = library.folders()
+    assert options.tile_loops
+    index_folders(folders, tmp_path / "lib", identity_checkpoint, settings, options, progress=False)
+    np.testing.assert_array_equal(stored_b(), expected)
+    with Library(tmp_path / "lib") as library:
+        library.embedding_path(next(r for r in library.files() if r.path.endswith("b.wav")).sha256).unlink()
+    assert any("embedded" in line and "again" in line for line in repair(tmp_path / "lib", identity_checkpoint,
+                                                                         settings, progress=False))
+    np.testing.assert_array_equal(stored_b(), expected)

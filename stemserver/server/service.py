@@ -269,7 +269,8 @@ class Service:
 
     def _reindex(self, folders: list[Path], on_file: Callable[[int, int], None]) -> dict:
         engine = self.engine
-        options = options_built_with(engine.index.info, engine.seconds_per_column)
+        with Library(engine.library_dir) as library:
+            options = options_built_with(library, engine.index.info, engine.seconds_per_column)
         summary = index_folders(folders, engine.library_dir, engine.checkpoint_path, engine.settings, options,
                                 progress=False, on_file=on_file)
         info = engine.reload()
