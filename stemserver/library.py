@@ -610,6 +610,9 @@ class Library:
             facts = self._facts(path, sample_rate, max_duration_s, row[0])
         except (StemserverError, OSError):
             return
+        except Exception:  # a bug met on one file: it stays without facts (and is tried again), the rest go on
+            log.exception("the tempo and key of %r could not be estimated", str(path))
+            return
         self._write_music(str(path), facts)
         report.analysed += 1
 

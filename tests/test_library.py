@@ -349,6 +349,28 @@ def test_a_bug_met_on_one_file_is_that_file_s_failure_and_the_scan_goes_on(tmp_p
         assert not any(f["path"].endswith("hits.aiff") for f in report.failed)
 
 
+def test_a_bug_met_estimating_one_file_s_tempo_and_key_leaves_that_file_without_them(
+        tmp_path: Path, sample_folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """The upgrade of a library made before tempo and key were kept analyses every file again: one
+    that meets an unforeseen error keeps its embedding and stays without facts, the others get theirs."""
+    import stemserver.library as library_module
+
+    with Library(tmp_path / "lib", create=True) as library:
+        scan(library, sample_folder, CountingEmbedder())
+        library._sql("DELETE FROM music")  # as a format-1 library is
+        real = library_module.file_facts
+
+        def fails_on_the_sub(path, *args, **kwargs):
+            if Path(path).name == "sub.wav":
+                raise IndexError("index 0 is out of bounds")
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(library_module, "file_facts", fails_on_the_sub)
+        assert library.add_missing_music(progress=False) == len(library.files()) - 1
+        assert [Path(p).name for p in library._without_music()] == ["sub.wav"]
+        assert "sub.wav" in {Path(r.path).name for r in library.files()}
+
+
 def test_an_embedding_of_another_shape_is_damaged_whichever_file_it_is(indexed_library: Library):
     first = indexed_library.files()[0]  # the odd one out is the first read: the others must not be blamed
     np.save(indexed_library.embedding_path(first.sha256), np.zeros((first.columns, 5, 32), np.float16))
