@@ -31,12 +31,17 @@ class IndexOptions:
 TILE_LOOPS = "tile_loops"  # the library's meta key: whether its last `index` tiled short files
 
 
+def tiled_loops(library: Library) -> bool:
+    """Whether the library's last scan tiled short files (what a re-index and a repair do again)."""
+    return library.meta(TILE_LOOPS) == "1"
+
+
 def options_built_with(library: Library, info: dict, seconds_per_column: float) -> IndexOptions:
     """The options a library's index generation was built with (its info's settings, and whether the
     library's last scan tiled loops), to index the same way again."""
     built = info.get("settings", {})
     defaults = IndexOptions()
-    return IndexOptions(tile_loops=library.meta(TILE_LOOPS) == "1",
+    return IndexOptions(tile_loops=tiled_loops(library),
                         hop_s=built.get("hop_columns", round(defaults.hop_s / seconds_per_column)) * seconds_per_column,
                         n_trees=built.get("n_trees", defaults.n_trees), pca_dim=built.get("pca_dim"))
 
@@ -54,7 +59,7 @@ def scan_into(library: Library, paths: Sequence[Path], checkpoint_path: Path, se
     The library records whether `options` tile loops; with `options` None (a repair), its files are
     embedded as its last scan did."""
     if options is None:
-        options = IndexOptions(tile_loops=library.meta(TILE_LOOPS) == "1")
+        options = IndexOptions(tile_loops=tiled_loops(library))
     library.set_meta(TILE_LOOPS, "1" if options.tile_loops else "0")
     checkpoint, model, device = load_model(checkpoint_path, settings)
     hop_columns = hop_in_columns(options, checkpoint.config.seconds_per_column)

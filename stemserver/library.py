@@ -374,7 +374,7 @@ class Library:
         if folders:
             inside = {folder for folder in kept if any(Path(folder) == f or f in Path(folder).parents for f in folders)}
             self.set_meta("folders", json.dumps(sorted(set(kept) - inside)))
-            keys = [key for key in keys if Path(key) not in folders] + sorted(self._indexed_under(folders))
+            keys = [key for key in keys if key not in kept] + sorted(self._indexed_under(folders))
         removed = 0
         for key in keys:
             row = self._one("SELECT sha256 FROM files WHERE path = ?", (key,))

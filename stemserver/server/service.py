@@ -18,7 +18,7 @@ import numpy as np
 
 from stemserver import __version__, audio
 from stemserver.engine import Engine, Query, QueryResult
-from stemserver.indexing import index_folders, options_built_with
+from stemserver.indexing import IndexOptions, index_folders, options_built_with
 from stemserver.library import Library
 from stemserver.preview import preview_audio, prune_previews
 from stemserver.server.capture import LiveCapture
@@ -242,8 +242,10 @@ class Service:
             raise ProtocolError("shutting_down", "the server is stopping")
         if self.reindexing:
             raise ProtocolError("busy", "the library is being indexed already; wait for that to finish")
-        with Library(self.engine.library_dir) as library:  # as it is now: `library remove` may have forgotten one
+        engine = self.engine
+        with Library(engine.library_dir) as library:  # as it is now: `library remove` may have forgotten a folder
             folders = library.folders()
+            options = options_built_with(library, engine.index.info, engine.seconds_per_column)
         if not folders:
             raise ProtocolError("library", f"the library at {self.engine.library_dir} does not say which folders it "
                                            "was built from (it was indexed by an older stemserver): run `stemserver "
@@ -261,16 +263,14 @@ class Service:
 
         self.reindexing = True
         try:
-            return await loop.run_in_executor(None, self._reindex, folders, on_file)
+            return await loop.run_in_executor(None, self._reindex, folders, options, on_file)
         except Exception as e:
             raise error_from_exception(e) from e
         finally:
             self.reindexing = False
 
-    def _reindex(self, folders: list[Path], on_file: Callable[[int, int], None]) -> dict:
+    def _reindex(self, folders: list[Path], options: IndexOptions, on_file: Callable[[int, int], None]) -> dict:
         engine = self.engine
-        with Library(engine.library_dir) as library:
-            options = options_built_with(library, engine.index.info, engine.seconds_per_column)
         summary = index_folders(folders, engine.library_dir, engine.checkpoint_path, engine.settings, options,
                                 progress=False, on_file=on_file)
         info = engine.reload()
